@@ -1,0 +1,1 @@
+"""The built-in components (plugin ``core``), registered exactly like external plugins."""

@@ -1,0 +1,78 @@
+"""Options: the validated, frozen settings of every component.
+
+Each component has a nested ``Options`` class derived from :class:`Options`: every field is
+typed, bounded and described, unknown keys are rejected, and instances are frozen so that a
+component's behaviour (and its cache fingerprint) cannot change after it is built.
+
+Example:
+    >>> from pydantic import Field
+    >>> class SwapOptions(Options):
+    ...     alpha: float = Field(0.1, gt=0, le=1, description="Fraction of words swapped.")
+    >>> SwapOptions(alpha=0.2).alpha
+    0.2
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+__all__ = ["Options", "ValidationError", "describe_validation_error"]
+
+
+class Options(BaseModel):
+    """Base class of component options: unknown keys forbidden, instances frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+_BOUNDS = {
+    "greater_than": ("gt", "must be > {}"),
+    "greater_than_equal": ("ge", "must be >= {}"),
+    "less_than": ("lt", "must be < {}"),
+    "less_than_equal": ("le", "must be <= {}"),
+}
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(options)"
+
+
+def describe_validation_error(
+    exc: ValidationError, model: type[BaseModel] | None = None
+) -> list[str]:
+    """Turn a pydantic error into short lines: ``name must be <= 1, got 1.5``.
+
+    When ``model`` is given, an unknown key is answered with the closest known field.
+    """
+    lines: list[str] = []
+    fields = list(model.model_fields) if model is not None else []
+    for err in exc.errors(include_url=False):
+        loc = _loc(tuple(err.get("loc", ())))
+        kind = err.get("type", "")
+        value = err.get("input")
+        ctx = err.get("ctx") or {}
+        if kind in _BOUNDS:
+            key, template = _BOUNDS[kind]
+            lines.append(f"{loc} {template.format(ctx.get(key))}, got {value!r}")
+        elif kind == "extra_forbidden":
+            name = loc.split(".")[-1]
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            known = f" Known options: {', '.join(fields)}." if fields else ""
+            lines.append(f"{loc} is not an option.{hint}{known}")
+        elif kind == "missing":
+            lines.append(f"{loc} is required")
+        else:
+            msg = str(err.get("msg", "invalid value"))
+            msg = msg[0].lower() + msg[1:] if msg else msg
+            lines.append(f"{loc}: {msg}, got {value!r}")
+    return lines
