@@ -46,6 +46,29 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out or "(options)"
 
 
+def _fields_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (nested) model found by following ``loc`` from ``model``."""
+    import typing
+
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        current = field.annotation
+        for arg in typing.get_args(current) or ():
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+                break
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
 def describe_validation_error(
     exc: ValidationError, model: type[BaseModel] | None = None
 ) -> list[str]:
@@ -54,7 +77,7 @@ def describe_validation_error(
     When ``model`` is given, an unknown key is answered with the closest known field.
     """
     lines: list[str] = []
-    fields = list(model.model_fields) if model is not None else []
+    fields: list[str] = []
     for err in exc.errors(include_url=False):
         loc = _loc(tuple(err.get("loc", ())))
         kind = err.get("type", "")
@@ -65,6 +88,7 @@ def describe_validation_error(
             lines.append(f"{loc} {template.format(ctx.get(key))}, got {value!r}")
         elif kind == "extra_forbidden":
             name = loc.split(".")[-1]
+            fields = _fields_at(model, tuple(err.get("loc", ()))[:-1]) if model else []
             close = difflib.get_close_matches(name, fields, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             known = f" Known options: {', '.join(fields)}." if fields else ""

