@@ -1,0 +1,100 @@
+"""Tiny models and tokenizers built locally, for tests that must not touch the network.
+
+The tokenizer is a WordPiece tokenizer over a small fixed vocabulary (common English words,
+single characters and ``##`` continuations), so any text tokenizes. The models are 2-layer
+BERT encoders of width 32, with dropout, seeded: building one takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import string
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+_WORDS = (
+    "the a an and or but not no is are was were be been it this that these those he she they "
+    "we you i me him her them my your our their of to in on at by for with from as about into "
+    "over after before under between good bad great terrible awful fine nice best worst love "
+    "hate like movie film story plot actor actors acting director scene scenes music funny "
+    "boring dull fun great-looking excellent poor wonderful beautiful ugly very too so really "
+    "quite just only also even still never always often what which who whom whose when where "
+    "why how all any both each few more most other some such one two three new old big small "
+    "long short high low first last city paris london john mary smith germany france europe "
+    "united states company bank president minister said says will would can could should may "
+    "might must have has had do does did make made take took see saw go went get got know "
+    "think time year day people man woman world life work hand part place case week point "
+    "government number group problem fact question product phone camera battery screen price "
+    "quality works worked broke easy hard fast slow"
+).split()
+
+
+@lru_cache(maxsize=1)
+def _vocab_dir() -> str:
+    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += chars + ["##" + c for c in string.ascii_lowercase + string.digits]
+    vocab += [w for w in dict.fromkeys(_WORDS) if w not in vocab]
+    folder = Path(tempfile.mkdtemp(prefix="augreg-tiny-tok-"))
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return str(folder)
+
+
+def tiny_tokenizer() -> Any:
+    """A fast, uncased WordPiece tokenizer (about 200 entries) built locally."""
+    import inspect
+
+    from transformers import BertTokenizerFast
+
+    vocab_file = Path(_vocab_dir()) / "vocab.txt"
+    if "vocab_file" in inspect.signature(BertTokenizerFast.__init__).parameters:  # transformers 4
+        return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    words = vocab_file.read_text(encoding="utf-8").split("\n")[:-1]
+    return BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
+
+
+def tiny_config(num_labels: int = 2, **overrides: Any) -> Any:
+    """A 2-layer, 32-wide BERT config matching :func:`tiny_tokenizer`."""
+    from transformers import BertConfig
+
+    vocab_size = len(tiny_tokenizer())
+    values: dict[str, Any] = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        num_labels=num_labels,
+    )
+    values.update(overrides)
+    return BertConfig(**values)
+
+
+def tiny_model(
+    task: str = "sequence_classification", num_labels: int = 2, seed: int = 0, **overrides: Any
+) -> Any:
+    """A tiny BERT model with a task head, seeded."""
+    import torch
+    from transformers import BertForSequenceClassification, BertForTokenClassification
+
+    torch.manual_seed(seed)
+    config = tiny_config(num_labels=num_labels, **overrides)
+    if task == "token_classification":
+        return BertForTokenClassification(config)
+    if task == "sequence_classification":
+        return BertForSequenceClassification(config)
+    raise ValueError(f"unknown task {task!r}")
+
+
+def save_tiny_model(folder: str | Path, task: str = "sequence_classification",
+                    num_labels: int = 2, seed: int = 0) -> Path:
+    """Save a tiny model and its tokenizer to ``folder`` (loadable by path, like a hub model)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tiny_model(task, num_labels, seed).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
