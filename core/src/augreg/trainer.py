@@ -1,0 +1,156 @@
+"""The Trainer: one ``transformers.Trainer`` subclass where every component acts.
+
+:class:`AugregTrainer` overrides only ``compute_loss`` (objectives as a weighted sum plus
+regularizer terms, through :func:`augreg.step.compute_loss`) and ``log`` (each loss part logged
+separately). Everything else — optimizer, schedule, mixed precision, gradient accumulation,
+checkpoints, early stopping, multi-GPU and multi-node through accelerate/torchrun — is the
+Trainer's own, so users never stack Trainer subclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from augreg.components import Objective, Regularizer
+from augreg.config import TrainConfig
+from augreg.errors import TrainingDivergedError
+from augreg.step import compute_loss
+
+
+class AugregTrainer(Trainer):
+    """A Trainer that composes augreg objectives and regularizers.
+
+    Args:
+        objectives: Objectives, combined by their ``weight`` (at least one).
+        regularizers: Regularizers; active only in training mode.
+        task_type: ``sequence_classification`` or ``token_classification``.
+        *args, **kwargs: Passed to ``transformers.Trainer``.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        objectives: Sequence[Objective],
+        regularizers: Sequence[Regularizer] = (),
+        task_type: str = "sequence_classification",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.objectives = list(objectives)
+        self.regularizers = list(regularizers)
+        self.task_type = task_type
+        self.component_state: dict[str, Any] = {}
+        self._parts_sum: dict[str, float] = {}
+        self._parts_n = 0
+
+    def compute_loss(  # type: ignore[override]
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        try:
+            result = compute_loss(
+                model,
+                inputs,
+                self.objectives,
+                self.regularizers,
+                task=self.task_type,
+                step=self.state.global_step,
+                epoch=float(self.state.epoch or 0.0),
+                num_items_in_batch=num_items_in_batch,
+                state=self.component_state,
+            )
+        except TrainingDivergedError:
+            raise
+        if model.training:
+            for key, value in result.parts.items():
+                self._parts_sum[key] = self._parts_sum.get(key, 0.0) + value
+            self._parts_n += 1
+        if return_outputs:
+            assert result.context is not None
+            return result.loss, result.context.outputs
+        return result.loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "loss" in logs and self._parts_n:
+            for key, value in self._parts_sum.items():
+                logs[f"loss/{key}"] = round(value / self._parts_n, 6)
+            self._parts_sum.clear()
+            self._parts_n = 0
+        super().log(logs, *args, **kwargs)
+
+
+class EpochCallback(TrainerCallback):
+    """Tells a per-epoch augmented data set which epoch starts (fresh views each epoch)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.dataset.set_epoch(int(round(state.epoch or 0)))
+
+
+def resolve_precision(precision: str) -> dict[str, bool]:
+    """``bf16``/``fp16`` flags for ``TrainingArguments`` from ``auto``/``fp32``/``bf16``/``fp16``."""
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        if cuda and torch.cuda.is_bf16_supported():
+            return {"bf16": True, "fp16": False}
+        if cuda:
+            return {"bf16": False, "fp16": True}
+        return {"bf16": False, "fp16": False}
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def training_arguments(
+    train: TrainConfig,
+    output_dir: str,
+    *,
+    has_validation: bool,
+    metric: str,
+    **extra: Any,
+) -> TrainingArguments:
+    """Translate augreg's :class:`TrainConfig` into ``transformers.TrainingArguments``."""
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    evaluate = has_validation and train.eval_strategy != "no"
+    select = bool(evaluate and (train.select_best or train.early_stopping_patience))
+    kwargs: dict[str, Any] = dict(
+        output_dir=output_dir,
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps or -1,
+        learning_rate=train.learning_rate,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.eval_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm or 0.0,
+        seed=train.seed,
+        data_seed=train.seed,
+        eval_strategy=train.eval_strategy if evaluate else "no",
+        eval_steps=train.eval_steps,
+        save_strategy=train.eval_strategy if select else "no",
+        save_total_limit=2 if select else None,
+        save_only_model=True,
+        load_best_model_at_end=select,
+        metric_for_best_model=metric if select else None,
+        greater_is_better=True if select else None,
+        logging_steps=train.logging_steps,
+        report_to="none",
+        disable_tqdm=not train.progress,
+        dataloader_num_workers=train.dataloader_workers,
+        remove_unused_columns=False,
+        **resolve_precision(train.precision),
+    )
+    if "warmup_ratio" in fields:  # transformers 4
+        kwargs["warmup_ratio"] = train.warmup_ratio
+    else:  # transformers 5: a float below 1 is a ratio
+        kwargs["warmup_steps"] = train.warmup_ratio
+    kwargs.update(extra)
+    return TrainingArguments(**{k: v for k, v in kwargs.items() if k in fields})
