@@ -282,8 +282,14 @@ class Pipeline:
             stamp = "dist-" + os.environ.get("TORCHELASTIC_RUN_ID", "run")
         return root / f"{self.config.name}-s{train.seed}-{stamp}"
 
-    def run(self, output_dir: str | Path | None = None) -> RunResult:
+    def run(
+        self, output_dir: str | Path | None = None, *, callbacks: Sequence[Any] = ()
+    ) -> RunResult:
         """Train and evaluate; write the run folder. Returns metrics per evaluation set.
+
+        Args:
+            output_dir: Folder of run folders (default ``train.output_dir``).
+            callbacks: Extra ``transformers.TrainerCallback`` objects.
 
         Raises:
             DataError: unusable data (named file, column, rows).
@@ -321,7 +327,7 @@ class Pipeline:
 
         train_source = stage.inject(bundle.train)
         train_dataset: Any
-        callbacks: list[Any] = []
+        callbacks = list(callbacks)
         if cfg.data.augmentation == "per_epoch" and self.augmenters:
             train_dataset = stage.per_epoch_dataset(train_source, tokenize)
             callbacks.append(EpochCallback(train_dataset))
