@@ -173,7 +173,9 @@ class PluginHost:
             for impl in hook.get_hookimpls():
                 info = self.plugins[impl.plugin_name]
 
-                def register(cls: type[Any], /, _kind: Kind = kind, _info: PluginInfo = info) -> None:
+                def register(
+                    cls: type[Any], /, _kind: Kind = kind, _info: PluginInfo = info
+                ) -> None:
                     self._register(_kind, cls, _info)
 
                 kwargs = {"register": register}
@@ -247,7 +249,7 @@ class PluginHost:
         other = self.find(name)
         if other is not None:
             return (
-                f"is a {other.kind}, not a {kind}; move it to the "
+                f"is {_a(other.kind)}, not {_a(kind)}; move it to the "
                 f"{_SECTION[other.kind]} section.",
                 [],
             )
@@ -272,6 +274,10 @@ class PluginHost:
     def create(self, kind: Kind, name: str, options: Mapping[str, Any] | None = None) -> Component:
         """Build a component by kind and name from a dict of options."""
         return self.get(kind, name).cls(dict(options or {}))
+
+
+def _a(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
 
 
 _SECTION: dict[str, str] = {

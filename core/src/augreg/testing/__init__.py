@@ -1,0 +1,65 @@
+"""augreg's conformance kit and test helpers (``pip install 'augreg[testing]'``).
+
+Never auto-registered as a pytest plugin: a plugin's test module imports what it uses.
+
+Example:
+    >>> from augreg.testing import AugmenterContract
+    >>> class TestShout(AugmenterContract):
+    ...     component = "hello.shout"
+    ...     options = {"copies": 2}
+
+Public API:
+    Contracts: :class:`ComponentContract`, :class:`AugmenterContract`,
+    :class:`InjectorContract`, :class:`ObjectiveContract`, :class:`RegularizerContract`,
+    :class:`AdapterContract` (``CONTRACTS`` maps each kind to its contract).
+    Helpers: :func:`make_batch`, :func:`isolated_host`, :func:`no_network`,
+    :func:`sequence_examples`, :func:`token_examples`, :func:`entity_spans`,
+    :func:`heavy_imports_of`, :func:`tiny_model`, :func:`tiny_tokenizer`.
+    Runner: :func:`augreg.testing.runner.check_plugin` (``augreg check-plugin DIST``).
+"""
+
+from __future__ import annotations
+
+from augreg.testing.helpers import (
+    DEFAULT_TAGS,
+    NetworkAccessError,
+    entity_spans,
+    isolated_host,
+    make_batch,
+    no_network,
+    sequence_examples,
+    token_examples,
+)
+from augreg.testing.kit import (
+    CONTRACTS,
+    AdapterContract,
+    AugmenterContract,
+    ComponentContract,
+    InjectorContract,
+    ObjectiveContract,
+    RegularizerContract,
+    heavy_imports_of,
+)
+from augreg.testing.models import save_tiny_model, tiny_model, tiny_tokenizer
+
+__all__ = [
+    "CONTRACTS",
+    "DEFAULT_TAGS",
+    "AdapterContract",
+    "AugmenterContract",
+    "ComponentContract",
+    "InjectorContract",
+    "NetworkAccessError",
+    "ObjectiveContract",
+    "RegularizerContract",
+    "entity_spans",
+    "heavy_imports_of",
+    "isolated_host",
+    "make_batch",
+    "no_network",
+    "save_tiny_model",
+    "sequence_examples",
+    "tiny_model",
+    "tiny_tokenizer",
+    "token_examples",
+]

@@ -45,7 +45,7 @@ def tiny_tokenizer() -> Any:
     """A fast, uncased WordPiece tokenizer (about 200 entries) built locally."""
     import inspect
 
-    from transformers import BertTokenizerFast
+    from transformers import BertTokenizerFast  # type: ignore[attr-defined,unused-ignore]
 
     vocab_file = Path(_vocab_dir()) / "vocab.txt"
     if "vocab_file" in inspect.signature(BertTokenizerFast.__init__).parameters:  # transformers 4
@@ -90,8 +90,9 @@ def tiny_model(
     raise ValueError(f"unknown task {task!r}")
 
 
-def save_tiny_model(folder: str | Path, task: str = "sequence_classification",
-                    num_labels: int = 2, seed: int = 0) -> Path:
+def save_tiny_model(
+    folder: str | Path, task: str = "sequence_classification", num_labels: int = 2, seed: int = 0
+) -> Path:
     """Save a tiny model and its tokenizer to ``folder`` (loadable by path, like a hub model)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

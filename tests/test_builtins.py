@@ -1,0 +1,174 @@
+"""The built-in components: the conformance kit, plus the behaviour each one promises."""
+
+from __future__ import annotations
+
+import math
+
+import augreg
+import pytest
+import torch
+import torch.nn.functional as F
+from augreg.builtins.adapters import Freeze, encoder_layers
+from augreg.builtins.objectives import CrossEntropy, LabelSmoothing
+from augreg.builtins.regularizers import L2SP, EmbeddingNoise, RDrop
+from augreg.step import compute_loss
+from augreg.testing import (
+    AdapterContract,
+    ObjectiveContract,
+    RegularizerContract,
+    make_batch,
+    sequence_examples,
+    token_examples,
+)
+from augreg.testing.models import tiny_model, tiny_tokenizer
+
+# -- the conformance kit ---------------------------------------------------------------------
+
+
+class TestCrossEntropy(ObjectiveContract):
+    component = "core.cross_entropy"
+
+
+class TestLabelSmoothing(ObjectiveContract):
+    component = "core.label_smoothing"
+    options = {"epsilon": 0.2}
+
+
+class TestL2SP(RegularizerContract):
+    component = "core.l2sp"
+    options = {"weight": 0.1, "head_weight": 0.01}
+
+
+class TestRDrop(RegularizerContract):
+    component = "core.rdrop"
+
+
+class TestEmbeddingNoise(RegularizerContract):
+    component = "core.embedding_noise"
+    options = {"std": 0.05, "scale": "relative"}
+
+
+class TestFreeze(AdapterContract):
+    component = "core.freeze"
+    options = {"layers": 1}
+
+
+# -- behaviour -------------------------------------------------------------------------------
+
+
+def _seq_batch() -> dict[str, torch.Tensor]:
+    return make_batch("sequence_classification", tiny_tokenizer(), sequence_examples())
+
+
+def test_label_smoothing_equals_the_manual_formula() -> None:
+    torch.manual_seed(0)
+    model = tiny_model(num_labels=3).eval()
+    with torch.no_grad():  # confident logits, so that smoothing visibly changes the loss
+        model.classifier.weight.mul_(200.0)
+    batch = _seq_batch()
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.detach()
+    batch["labels"] = logits.argmax(-1)  # all correct: smoothing must raise the loss
+    eps = 0.3
+    result = compute_loss(model, batch, [LabelSmoothing(epsilon=eps)])
+    logp = F.log_softmax(logits, -1)
+    classes = logp.size(-1)
+    target = torch.full_like(logp, eps / classes)
+    target[torch.arange(len(logp)), batch["labels"]] += 1 - eps
+    manual = float(-(target * logp).sum(-1).mean())
+    assert math.isclose(float(result.loss.detach()), manual, rel_tol=1e-5)
+    plain = float(compute_loss(model, batch, [CrossEntropy()]).loss.detach())
+    assert manual > plain + 1e-2
+
+
+def test_label_smoothing_ignores_minus_100_in_token_classification() -> None:
+    batch = make_batch("token_classification", tiny_tokenizer(), token_examples())
+    model = tiny_model("token_classification", num_labels=9).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(200.0)
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.detach()
+    keep = batch["labels"] != -100
+    eps = 0.1
+    logp = F.log_softmax(logits[keep], -1)
+    target = torch.full_like(logp, eps / logp.size(-1))
+    target[torch.arange(len(logp)), batch["labels"][keep]] += 1 - eps
+    manual = float(-(target * logp).sum(-1).mean())
+    got = compute_loss(model, batch, [LabelSmoothing(epsilon=eps)], task="token_classification")
+    assert math.isclose(float(got.loss.detach()), manual, rel_tol=1e-5)
+
+
+def test_rdrop_is_zero_without_dropout_and_positive_with_it() -> None:
+    batch = _seq_batch()
+    off = tiny_model(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).train()
+    parts = compute_loss(off, batch, [CrossEntropy()], [RDrop()]).parts
+    assert parts["core.rdrop"] == pytest.approx(0.0, abs=1e-6)
+    on = tiny_model(hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3).train()
+    with torch.no_grad():  # logits far from zero, so that two dropout views disagree visibly
+        on.classifier.weight.mul_(100.0)
+    torch.manual_seed(1)
+    assert compute_loss(on, batch, [CrossEntropy()], [RDrop()]).parts["core.rdrop"] > 1e-5
+
+
+def test_l2sp_is_zero_at_step_0_positive_after_a_step_and_skips_the_head() -> None:
+    torch.manual_seed(0)
+    model = tiny_model().train()
+    batch = _seq_batch()
+    reg = L2SP(weight=1.0)
+    state: dict[str, object] = {}
+    first = compute_loss(model, batch, [CrossEntropy()], [reg], state=state)
+    assert first.parts["core.l2sp"] == 0.0
+    assert reg._anchor is not None
+    assert not any(name.startswith("classifier") for name in reg._anchor)
+    assert any(name.startswith("bert.") for name in reg._anchor)
+    first.loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.5).step()
+    model.zero_grad(set_to_none=True)
+    after = compute_loss(model, batch, [CrossEntropy()], [reg], step=1, state=state)
+    assert after.parts["core.l2sp"] > 0.0
+    # Only the head moved: the anchored base is where it started, so the term is zero again.
+    head_only = tiny_model().train()
+    reg2 = L2SP(weight=1.0)
+    compute_loss(head_only, batch, [CrossEntropy()], [reg2])
+    with torch.no_grad():
+        head_only.classifier.weight.add_(1.0)
+    assert compute_loss(head_only, batch, [CrossEntropy()], [reg2]).parts["core.l2sp"] == 0.0
+    # With head_weight the head is penalised by plain L2.
+    reg3 = L2SP(weight=1.0, head_weight=1.0)
+    assert compute_loss(head_only, batch, [CrossEntropy()], [reg3]).parts["core.l2sp"] > 0.0
+
+
+def test_embedding_noise_increases_the_loss() -> None:
+    model = tiny_model(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).train()
+    batch = _seq_batch()
+    torch.manual_seed(0)
+    result = compute_loss(model, batch, [CrossEntropy()], [EmbeddingNoise(std=2.0)])
+    clean = result.parts["core.cross_entropy"]
+    noisy = result.parts["core.embedding_noise"]
+    assert noisy > clean + 1e-3
+    torch.manual_seed(0)
+    small = compute_loss(model, batch, [CrossEntropy()], [EmbeddingNoise(std=1e-4)])
+    assert small.parts["core.embedding_noise"] == pytest.approx(clean, abs=1e-3)
+
+
+def test_freeze_embeddings_and_first_layers_is_idempotent() -> None:
+    model = tiny_model()
+    frozen = Freeze(embeddings=True, layers=1).prepare_model(model)
+    emb = [n for n, p in frozen.named_parameters() if n.startswith("bert.embeddings.")]
+    assert emb and all(not p.requires_grad for n, p in frozen.named_parameters() if n in emb)
+    blocks = encoder_layers(frozen)
+    assert all(not p.requires_grad for p in blocks[0].parameters())
+    assert all(p.requires_grad for p in blocks[1].parameters())
+    assert all(p.requires_grad for p in frozen.classifier.parameters())
+    state = [(n, p.requires_grad) for n, p in frozen.named_parameters()]
+    again = Freeze(embeddings=True, layers=1).prepare_model(frozen)
+    assert [(n, p.requires_grad) for n, p in again.named_parameters()] == state
+
+
+def test_freeze_only_layers_keeps_embeddings_trainable() -> None:
+    model = Freeze(embeddings=False, layers=2).prepare_model(tiny_model())
+    assert model.get_input_embeddings().weight.requires_grad
+    assert all(not p.requires_grad for b in encoder_layers(model) for p in b.parameters())
+
+
+def test_freeze_more_layers_than_the_model_has_is_an_error() -> None:
+    with pytest.raises(augreg.OptionsError, match=r"layers must be <= 2 .*got 3"):
+        Freeze(layers=3).prepare_model(tiny_model())
