@@ -339,7 +339,8 @@ def validate(
                             f"{info.cls.__qualname__}", component=name, origin=info.origin)
                 )
             try:
-                info.cls.validate_options(options)
+                # Store every option, defaults included: the resolved config says it all.
+                options = info.cls.validate_options(options).model_dump(mode="json")
             except OptionsError as exc:
                 for line in exc.problems:
                     problems.append(Problem(where, line, component=name, origin=info.origin))
