@@ -1,4 +1,8 @@
-"""A 2-process CPU run under torchrun (gloo) trains, with no code of ours for it."""
+"""A 2-process CPU run under torchrun (gloo) trains, with no code of ours for it.
+
+The regularizers include extra passes (embedding noise), a doubled batch (R-Drop) and a
+parameter anchor (L2-SP), all through the DistributedDataParallel wrapper.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,12 @@ max_length = 32
 train = "{sentiment_files['train']}"
 test = "{sentiment_files['test']}"
 cache_dir = "{tmp_path / 'cache'}"
+[[regularize]]
+name = "core.rdrop"
+[[regularize]]
+name = "core.embedding_noise"
+[[regularize]]
+name = "core.l2sp"
 [train]
 epochs = 2
 batch_size = 4

@@ -220,7 +220,17 @@ class StepContext:
             handle.remove()
 
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside data-parallel wrappers (DistributedDataParallel, DataParallel)."""
+    while isinstance(getattr(model, "module", None), nn.Module) and not hasattr(
+        model, "get_input_embeddings"
+    ):
+        model = model.module  # type: ignore[assignment]
+    return model
+
+
 def _input_embeddings(model: nn.Module) -> nn.Module:
+    model = unwrap_model(model)
     get = getattr(model, "get_input_embeddings", None)
     if get is None:
         raise TypeError(

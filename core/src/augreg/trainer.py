@@ -109,6 +109,16 @@ def resolve_precision(precision: str) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
+def _has_accelerator() -> bool:
+    if torch.cuda.is_available():
+        return True
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return True
+    xpu = getattr(torch, "xpu", None)
+    return bool(xpu is not None and xpu.is_available())
+
+
 def training_arguments(
     train: TrainConfig,
     output_dir: str,
@@ -148,6 +158,10 @@ def training_arguments(
         remove_unused_columns=False,
         **resolve_precision(train.precision),
     )
+    if not _has_accelerator():
+        # Without use_cpu, accelerate treats a CPU-only torchrun launch as non-distributed and
+        # every process trains on all the data; with it, the processes form a gloo group.
+        kwargs["use_cpu"] = True
     if "warmup_ratio" in fields:  # transformers 4
         kwargs["warmup_ratio"] = train.warmup_ratio
     else:  # transformers 5: a float below 1 is a ratio

@@ -124,8 +124,10 @@ class L2SP(Regularizer):
         return state
 
     def _take_anchor(self, model: Any) -> None:
-        prefix = getattr(model, "base_model_prefix", "")
-        base = getattr(model, prefix, None) if prefix else None
+        from augreg.context import unwrap_model
+
+        prefix = getattr(unwrap_model(model), "base_model_prefix", "")
+        base = getattr(unwrap_model(model), prefix, None) if prefix else None
         base_ids = {id(p) for p in base.parameters()} if base is not None else None
         self._anchor = {}
         for name, p in model.named_parameters():
