@@ -1,0 +1,1152 @@
+"""The data stage: load and check the splits, then inject knowledge and augment.
+
+:func:`load_data` reads every split of a pipeline config (local JSON/JSONL/CSV/TSV files, hub
+data sets, or in-memory data sets), checks them and returns a :class:`DataBundle` of
+``datasets.Dataset`` objects in augreg's fixed column layout:
+
+* sequence classification: ``augreg_id`` (str), ``text`` (str), ``label`` (int index)
+* token classification: ``augreg_id`` (str), ``tokens`` (list[str]), ``tags`` (list[str], IOB2)
+
+Bad input is never dropped silently: every problem is a :class:`augreg.DataError` that names
+the file (and line), the column, or the offending row ids, and says how to fix it.
+
+:class:`DataStage` then runs knowledge injectors and augmenters over a split, either once
+(:meth:`DataStage.expand`, cached on disk by a fingerprint of the input and the components) or
+lazily with fresh views every epoch (:meth:`DataStage.per_epoch_dataset`). Every augmenter call
+gets its own ``random.Random`` from (seed, component, example id, epoch, copy), so results do
+not depend on batch size, order or the number of processes.
+
+Example:
+    >>> bundle = load_data(cfg)  # doctest: +SKIP
+    >>> stage = DataStage([], [RandomSwap()], seed=13, task="sequence_classification",
+    ...                   cache_dir=Path("cache"))  # doctest: +SKIP
+    >>> train = stage.expand(stage.inject(bundle.train))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+import torch.utils.data
+from datasets import ClassLabel, Dataset, Features, List, Value
+
+from augreg.components import Augmenter, Component, Example, KnowledgeInjector, SetupContext
+from augreg.config import PipelineConfig, SourceConfig
+from augreg.errors import DataError
+from augreg.seeding import derive_rng, derive_seed
+from augreg.tasks import to_iob2, token_label_set
+
+__all__ = [
+    "ID",
+    "PARENT",
+    "SOURCE",
+    "DataBundle",
+    "DataStage",
+    "PerEpochDataset",
+    "cache_root",
+    "dataset_fingerprint",
+    "load_data",
+]
+
+ID = "augreg_id"
+"""Column with each example's stable id (``"<split>:<row>"`` or the mapped ``id`` column)."""
+SOURCE = "augreg_source"
+"""Provenance column: ``"original"`` or the name of the augmenter that wrote the row."""
+PARENT = "augreg_parent"
+"""Provenance column: the ``augreg_id`` of the row an augmented row was made from."""
+PROVENANCE = (SOURCE, PARENT)
+ORIGINAL = "original"
+
+_CACHE_FORMAT = "augreg-data-1"  # bump when the cached layout changes
+_MAX_IDS = 10
+
+# -- the bundle ------------------------------------------------------------------------------
+
+
+@dataclass
+class DataBundle:
+    """The checked splits of a pipeline, in augreg's column layout.
+
+    Attributes:
+        train: The training split (after the ``train_size`` subset).
+        validation: The validation split, if configured.
+        test: The test split, if configured.
+        eval: Named extra evaluation sets (e.g. out of domain).
+        labels: Label names in index order (IOB2 tags for token classification).
+    """
+
+    train: Dataset
+    validation: Dataset | None = None
+    test: Dataset | None = None
+    eval: dict[str, Dataset] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+
+
+def cache_root(cfg: PipelineConfig) -> Path:
+    """The pipeline's cache folder: ``data.cache_dir``, ``$AUGREG_CACHE`` or ``~/.cache/augreg``."""
+    if cfg.data.cache_dir:
+        return cfg.resolve_path(cfg.data.cache_dir)
+    return Path(os.environ.get("AUGREG_CACHE", Path.home() / ".cache" / "augreg"))
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[None]:
+    """Turn datasets' progress bars off for a block (restoring the previous state)."""
+    was_enabled = datasets.is_progress_bar_enabled()
+    if not enabled and was_enabled:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not enabled and was_enabled:
+            datasets.enable_progress_bars()
+
+
+def _ids_text(ids: Sequence[str]) -> str:
+    shown = ", ".join(ids[:_MAX_IDS])
+    more = (
+        f", ... ({len(ids)} rows)"
+        if len(ids) > _MAX_IDS
+        else f" ({len(ids)} row{'s' if len(ids) != 1 else ''})"
+    )
+    return shown + more
+
+
+# -- reading sources -------------------------------------------------------------------------
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _type_problem(rows: Sequence[tuple[int, Any]], unit: str) -> str | None:
+    """First row whose value type of a key differs from the first row that had the key."""
+    first: dict[str, tuple[str, int]] = {}
+    for where, row in rows:
+        if not isinstance(row, dict):
+            return f"{unit} {where}: expected an object with named fields, got {_kind(row)}"
+        for key, value in row.items():
+            kind = _kind(value)
+            if kind == "null":
+                continue
+            seen = first.get(key)
+            if seen is None:
+                first[key] = (kind, where)
+            elif seen[0] != kind:
+                return (
+                    f"{unit} {where}: field {key!r} is a {kind} here but a {seen[0]} on "
+                    f"{unit} {seen[1]}; use one type per field"
+                )
+    return None
+
+
+def _scan_json(path: Path) -> str | None:
+    """Find the first unreadable line of a JSON/JSONL file (datasets does not say which)."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return f"line {line}: not valid UTF-8 ({exc.reason}); save the file as UTF-8"
+    if text.lstrip().startswith("["):  # one JSON array, not JSON Lines
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return f"line {exc.lineno}: invalid JSON ({exc.msg})"
+        if not isinstance(doc, list):
+            return "line 1: expected a JSON array of objects"
+        return _type_problem(list(enumerate(doc)), "element")
+    rows: list[tuple[int, Any]] = []
+    for n, text_line in enumerate(text.splitlines(), start=1):
+        if not text_line.strip():
+            continue
+        try:
+            rows.append((n, json.loads(text_line)))
+        except json.JSONDecodeError as exc:
+            return f"line {n}: invalid JSON ({exc.msg} at column {exc.colno}): {text_line[:80]!r}"
+    return _type_problem(rows, "line")
+
+
+def _scan_csv(path: Path, delimiter: str, quoting: Literal[0, 1, 2, 3]) -> str | None:
+    """Find the first line of a CSV/TSV file whose field count differs from the header's."""
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh, delimiter=delimiter, quoting=quoting)
+            header: list[str] | None = None
+            for row in reader:
+                if not row:
+                    continue
+                if header is None:
+                    header = row
+                    continue
+                if len(row) != len(header):
+                    return (
+                        f"line {reader.line_num}: {len(row)} fields but the header has "
+                        f"{len(header)} ({', '.join(header)}); quote fields that contain "
+                        f"{'tabs' if delimiter == chr(9) else 'the delimiter'}"
+                    )
+    except UnicodeDecodeError:
+        for n, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return f"line {n}: not valid UTF-8; save the file as UTF-8"
+    except csv.Error as exc:
+        return f"line {reader.line_num}: {exc}"
+    return None
+
+
+def _file_format(src: SourceConfig, path: Path, where: str) -> str:
+    if src.format:
+        return src.format
+    suffix = path.suffix.lower()
+    formats = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+    if suffix not in formats:
+        raise DataError(
+            f"augreg: {where}: cannot tell the format of {path} from its extension "
+            f"{suffix or '(none)'}. Use .jsonl, .json, .csv or .tsv, or set format in the "
+            "data source."
+        )
+    return formats[suffix]
+
+
+def _load_file(src: SourceConfig, path: Path, where: str, cache: Path, progress: bool) -> Dataset:
+    if not path.is_file():
+        raise DataError(
+            f"augreg: {where}: no such file: {path}. Check the path (relative paths resolve "
+            "from the config file's folder or base_dir)."
+        )
+    fmt = _file_format(src, path, where)
+    if path.stat().st_size < 1 << 16 and not path.read_bytes().strip():
+        raise DataError(f"augreg: {where}: {path} is empty. Give a file with examples.")
+    builder = "json" if fmt in ("json", "jsonl") else "csv"
+    kwargs: dict[str, Any] = {}
+    delimiter = "\t" if fmt == "tsv" else ","
+    quoting: Literal[0, 1, 2, 3] = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+    if fmt == "tsv":
+        # TSV files (GLUE and most corpora) do not quote: a '"' in text is just a character.
+        kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
+    try:
+        with _progress(progress):
+            ds = datasets.load_dataset(
+                builder, data_files=str(path), split="train", cache_dir=str(cache), **kwargs
+            )
+    except Exception as exc:
+        found = _scan_json(path) if builder == "json" else _scan_csv(path, delimiter, quoting)
+        detail = found or f"{type(exc).__name__}: {exc}"
+        raise DataError(
+            f"augreg: {where}: cannot read {path}: {detail}. Fix the file "
+            f"({'one JSON object per line' if fmt == 'jsonl' else fmt.upper()}) and run again."
+        ) from exc
+    assert isinstance(ds, Dataset)
+    return ds
+
+
+def _load_source(
+    cfg: PipelineConfig, src: SourceConfig, role: str, where: str, cache: Path
+) -> tuple[Dataset, str]:
+    """Return the raw data set of one source and a description for messages."""
+    progress = cfg.train.progress
+    if src.path is not None:
+        path = cfg.resolve_path(src.path)
+        return _load_file(src, path, where, cache / "datasets", progress), f"{where} ({path})"
+    if src.hub is not None:
+        split = src.split or ("test" if role == "eval" else role)
+        desc = f"{where} (hub {src.hub}{'/' + src.subset if src.subset else ''}, split {split})"
+        try:
+            with _progress(progress):
+                ds = datasets.load_dataset(src.hub, src.subset, split=split)
+        except Exception as exc:
+            raise DataError(
+                f"augreg: {desc}: cannot load it ({type(exc).__name__}: {exc}). Hub data sets "
+                "need network access (HF_HUB_OFFLINE unset) or a local copy in the datasets "
+                "cache; or save the split as JSONL and give its path."
+            ) from exc
+        if not isinstance(ds, Dataset):
+            raise DataError(f"augreg: {desc}: expected one split, got {type(ds).__name__}.")
+        return ds, desc
+    value = src.dataset
+    desc = f"{where} (in-memory data set)"
+    if isinstance(value, Dataset):
+        return value, desc
+    if isinstance(value, list):
+        if not value:
+            raise DataError(f"augreg: {desc} has no rows. Give at least one example.")
+        problem = _type_problem(list(enumerate(value)), "row")
+        if problem:
+            raise DataError(f"augreg: {desc}: {problem}.")
+        try:
+            return Dataset.from_list(value), desc
+        except Exception as exc:
+            raise DataError(f"augreg: {desc}: cannot build a data set: {exc}") from exc
+    if value is None:
+        raise DataError(f"augreg: {where}: give a path, a hub name or a data set.")
+    raise DataError(
+        f"augreg: {desc}: expected a datasets.Dataset or a list of dicts, got "
+        f"{type(value).__name__} (for a DatasetDict, pass one split, e.g. dd['train'])."
+    )
+
+
+# -- normalizing -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Split:
+    """One split after column checks, before label indexing."""
+
+    name: str
+    desc: str
+    ids: list[str]
+    inputs: list[Any]  # texts or token lists
+    targets: list[Any]  # label keys (str) or IOB2 tag lists
+    is_int: list[bool] = field(default_factory=list)  # sequence: label given as integer
+
+
+def _class_names(feature: Any) -> list[str] | None:
+    if isinstance(feature, ClassLabel):
+        return list(feature.names)
+    inner = getattr(feature, "feature", None)
+    if isinstance(inner, ClassLabel):
+        return list(inner.names)
+    return None
+
+
+def _columns(cfg: PipelineConfig, present: Sequence[str]) -> dict[str, str]:
+    mapping = dict(cfg.data.columns)
+    if cfg.task.type == "token_classification":
+        roles = {"tokens": "tokens", "tags": "tags"}
+        if "tags" not in mapping and "tags" not in present and "ner_tags" in present:
+            roles["tags"] = "ner_tags"
+    else:
+        roles = {"text": "text", "label": "label"}
+    roles.update({k: v for k, v in mapping.items() if k in roles or k == "id"})
+    return roles
+
+
+def _label_key(value: Any) -> tuple[str | None, bool, str | None]:
+    """(name, given as integer, problem) of one raw label value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None, False, None
+    if isinstance(value, bool):
+        return str(value), False, None
+    if isinstance(value, int):
+        return str(value), True, None
+    if isinstance(value, float):
+        if value.is_integer():
+            return str(int(value)), True, None
+        return None, False, f"{value!r} is not a class label (regression is not supported)"
+    if isinstance(value, str):
+        return value, False, None
+    return None, False, f"{value!r} ({type(value).__name__}) is not a class label"
+
+
+def _extract(cfg: PipelineConfig, ds: Dataset, name: str, desc: str) -> _Split:
+    """Check columns and rows of one split; return its ids, inputs and raw targets."""
+    present = list(ds.column_names)
+    roles = _columns(cfg, present)
+    token = cfg.task.type == "token_classification"
+    needed = ["tokens", "tags"] if token else ["text", "label"]
+    if "id" in roles:
+        needed.append("id")
+    for role in needed:
+        col = roles[role]
+        if col not in present:
+            mapped = role in cfg.data.columns
+            how = f" (data.columns.{role} = {col!r})" if mapped else ""
+            fallback = " or 'ner_tags'" if role == "tags" and not mapped else ""
+            raise DataError(
+                f"augreg: {desc}: no column {col!r}{fallback} for the {role}{how}. Columns "
+                f"present: {present}. Map the file's column with data.columns, e.g. "
+                f'[data.columns] {role} = "<column>" (or data={{"columns": {{"{role}": ...}}}}).'
+            )
+    if len(ds) == 0:
+        raise DataError(
+            f"augreg: {desc} has no rows. Give a split with examples (an empty split would "
+            "train or evaluate on nothing)."
+        )
+    values = ds.select_columns(sorted({roles[r] for r in needed})).to_dict()
+    n = len(ds)
+    if "id" in roles:
+        ids = [str(x) if x is not None else "" for x in values[roles["id"]]]
+        blank = [f"{name}:{i}" for i, x in enumerate(ids) if not x.strip()]
+        if blank:
+            raise DataError(
+                f"augreg: {desc}: empty id (column {roles['id']!r}) in {_ids_text(blank)} "
+                "(row numbers count from 0). Give every row an id or unmap data.columns.id."
+            )
+        dups = sorted(x for x, count in Counter(ids).items() if count > 1)
+        if dups:
+            raise DataError(
+                f"augreg: {desc}: duplicate ids (column {roles['id']!r}): {_ids_text(dups)}. "
+                "Ids must be unique (they seed augmentation and name augmented rows)."
+            )
+    else:
+        ids = [f"{name}:{i}" for i in range(n)]
+    problems: list[str] = []
+    if token:
+        return _extract_tokens(cfg, ds, name, desc, ids, values, roles, problems)
+    texts = values[roles["text"]]
+    bad_text = [ids[i] for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad_text:
+        problems.append(
+            f"empty, missing or non-string text (column {roles['text']!r}) in "
+            f"{_ids_text(bad_text)}. Remove those rows or fill in their text"
+        )
+    names = _class_names(ds.features[roles["label"]])
+    keys: list[Any] = []
+    is_int: list[bool] = []
+    missing: list[str] = []
+    bad_values: list[str] = []
+    first_bad = ""
+    for i, raw in enumerate(values[roles["label"]]):
+        key: str | None
+        if names is not None and isinstance(raw, int) and 0 <= raw < len(names):
+            key, as_int, problem = names[raw], False, None
+        else:
+            key, as_int, problem = _label_key(raw)
+        if problem:
+            bad_values.append(ids[i])
+            first_bad = first_bad or problem
+        elif key is None:
+            missing.append(ids[i])
+        keys.append(key)
+        is_int.append(as_int)
+    if missing:
+        problems.append(
+            f"missing label (column {roles['label']!r}) in {_ids_text(missing)}. Give every "
+            "row a label"
+        )
+    if bad_values:
+        problems.append(f"bad label in {_ids_text(bad_values)}: {first_bad}")
+    _raise(desc, problems)
+    return _Split(name, desc, ids, list(texts), keys, is_int)
+
+
+def _extract_tokens(
+    cfg: PipelineConfig,
+    ds: Dataset,
+    name: str,
+    desc: str,
+    ids: list[str],
+    values: Mapping[str, list[Any]],
+    roles: Mapping[str, str],
+    problems: list[str],
+) -> _Split:
+    tokens_col, tags_col = roles["tokens"], roles["tags"]
+    names = _class_names(ds.features[tags_col])
+    given = cfg.task.labels
+    empty: list[str] = []
+    bad_tokens: list[str] = []
+    mismatch: list[str] = []
+    bad_tags: list[str] = []
+    first_bad = ""
+    out_tags: list[list[str]] = []
+    for i, (toks, tags) in enumerate(zip(values[tokens_col], values[tags_col], strict=True)):
+        if not isinstance(toks, list) or not toks:
+            empty.append(ids[i])
+            out_tags.append([])
+            continue
+        if not all(isinstance(t, str) and t.strip() for t in toks):
+            bad_tokens.append(ids[i])
+        if not isinstance(tags, list) or len(tags) != len(toks):
+            mismatch.append(ids[i])
+            out_tags.append([])
+            continue
+        try:
+            as_str = [_tag_name(t, names, given) for t in tags]
+            out_tags.append(to_iob2(as_str, cfg.task.tag_scheme))
+        except ValueError as exc:
+            bad_tags.append(ids[i])
+            first_bad = first_bad or str(exc)
+            out_tags.append([])
+    if empty:
+        problems.append(
+            f"empty, missing or non-list tokens (column {tokens_col!r}) in {_ids_text(empty)}. "
+            "Remove those rows"
+        )
+    if bad_tokens:
+        problems.append(
+            f"empty, whitespace-only or non-string tokens (column {tokens_col!r}) in "
+            f"{_ids_text(bad_tokens)}. Remove those tokens and their tags"
+        )
+    if mismatch:
+        problems.append(
+            f"tags (column {tags_col!r}) and tokens differ in length in {_ids_text(mismatch)}. "
+            "Give exactly one tag per token"
+        )
+    if bad_tags:
+        problems.append(
+            f"bad tags in {_ids_text(bad_tags)}: {first_bad}. Check task.tag_scheme "
+            f"({cfg.task.tag_scheme!r}) and the tag column"
+        )
+    _raise(desc, problems)
+    return _Split(name, desc, ids, list(values[tokens_col]), out_tags)
+
+
+def _tag_name(tag: Any, names: list[str] | None, given: list[str] | None) -> str:
+    if isinstance(tag, str):
+        return tag
+    if isinstance(tag, int) and not isinstance(tag, bool):
+        table = names or given
+        if table is None:
+            raise ValueError(
+                f"tag {tag!r} is an integer but the data has no tag names; give task.labels "
+                "(tag names in index order)"
+            )
+        if not 0 <= tag < len(table):
+            raise ValueError(f"tag index {tag} is outside the {len(table)} tag names")
+        return table[tag]
+    raise ValueError(f"tag {tag!r} is not a string")
+
+
+def _raise(desc: str, problems: Sequence[str]) -> None:
+    if problems:
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise DataError(
+            f"augreg: {desc} has bad rows (ids are <split>:<row number from 0> unless "
+            f"data.columns.id is set):\n{lines}"
+        )
+
+
+def _sequence_labels(cfg: PipelineConfig, train: _Split, train_ds: Dataset) -> list[str]:
+    if cfg.task.labels is not None:
+        return list(cfg.task.labels)
+    label_col = _columns(cfg, train_ds.column_names)["label"]
+    names = _class_names(train_ds.features[label_col])
+    if names is not None:
+        return names
+    keys = {k for k in train.targets if k is not None}
+    if all(train.is_int):
+        return [str(x) for x in sorted(int(k) for k in keys)]
+    return sorted(keys)
+
+
+def _index_sequence(split: _Split, labels: list[str], given: bool) -> list[int]:
+    index = {name: i for i, name in enumerate(labels)}
+    by_position = given and not all(_is_int_text(x) for x in labels)
+    out: list[int] = []
+    bad: list[str] = []
+    bad_values: list[str] = []
+    for rid, key, as_int in zip(split.ids, split.targets, split.is_int, strict=True):
+        if as_int and by_position and key not in index:
+            pos = int(key)
+            if 0 <= pos < len(labels):
+                out.append(pos)
+                continue
+        if key in index:
+            out.append(index[key])
+        else:
+            bad.append(rid)
+            if key not in bad_values:
+                bad_values.append(key)
+            out.append(-1)
+    if bad:
+        if given:
+            why = f"labels {bad_values[:10]} are not in task.labels {labels}"
+            fix = "Fix the rows or add the labels to task.labels"
+        else:
+            why = f"labels {bad_values[:10]} never occur in the training split ({labels})"
+            fix = "Fix the rows, or give the full label set in task.labels"
+        raise DataError(f"augreg: {split.desc}: {why}: {_ids_text(bad)}. {fix}.")
+    return out
+
+
+def _check_tags(split: _Split, labels: list[str], given: bool) -> None:
+    allowed = set(labels)
+    bad: list[str] = []
+    unknown: list[str] = []
+    for rid, tags in zip(split.ids, split.targets, strict=True):
+        extra = [t for t in tags if t not in allowed]
+        if extra:
+            bad.append(rid)
+            unknown.extend(t for t in extra if t not in unknown)
+    if bad:
+        where = "task.labels" if given else "the tags of the training split"
+        raise DataError(
+            f"augreg: {split.desc}: tags {unknown[:10]} (after conversion to IOB2) are not in "
+            f"{where} ({labels}): {_ids_text(bad)}. Fix the rows, check task.tag_scheme, or "
+            "give the full tag set in task.labels."
+        )
+
+
+def _is_int_text(x: str) -> bool:
+    return x.lstrip("-").isdigit()
+
+
+def _subset(
+    cfg: PipelineConfig, n: int, classes: list[int] | None, labels: list[str], desc: str
+) -> list[int] | None:
+    """Row indices of the training subset (sorted), or None for the whole split."""
+    size = cfg.data.train_size
+    if size is None:
+        return None
+    if size > n:
+        raise DataError(
+            f"augreg: data.train_size is {size} but {desc} has only {n} rows. Lower "
+            "train_size or leave it unset to use every row."
+        )
+    rng = random.Random(derive_seed(cfg.train.seed, "augreg.train_subset", size))
+    if classes is None or not cfg.data.balanced:
+        return sorted(rng.sample(range(n), size))
+    by_class: dict[int, list[int]] = {}
+    for i, c in enumerate(classes):
+        by_class.setdefault(c, []).append(i)
+    order = sorted(by_class)
+    base, rest = divmod(size, len(order))
+    extra = set(rng.sample(order, rest))  # which classes get one more: seeded, not always the first
+    picked: list[int] = []
+    for c in order:
+        want = base + (1 if c in extra else 0)
+        have = by_class[c]
+        if len(have) < want:
+            label = labels[c]
+            raise DataError(
+                f"augreg: a class-balanced subset of {size} over {len(order)} classes needs "
+                f"{want} examples of class {label!r}, but {desc} has only {len(have)}. Lower "
+                "data.train_size, or set data.balanced = false."
+            )
+        picked.extend(rng.sample(have, want))
+    return sorted(picked)
+
+
+def _build(
+    split: _Split, token: bool, labels_idx: list[int] | None, rows: list[int] | None
+) -> Dataset:
+    keep = range(len(split.ids)) if rows is None else rows
+    ids = [split.ids[i] for i in keep]
+    if token:
+        return Dataset.from_dict(
+            {
+                ID: ids,
+                "tokens": [split.inputs[i] for i in keep],
+                "tags": [split.targets[i] for i in keep],
+            },
+            features=Features(
+                {
+                    ID: Value("string"),
+                    "tokens": List(Value("string")),
+                    "tags": List(Value("string")),
+                }
+            ),
+        )
+    assert labels_idx is not None
+    return Dataset.from_dict(
+        {ID: ids, "text": [split.inputs[i] for i in keep], "label": [labels_idx[i] for i in keep]},
+        features=Features({ID: Value("string"), "text": Value("string"), "label": Value("int64")}),
+    )
+
+
+def load_data(cfg: PipelineConfig) -> DataBundle:
+    """Load, check and normalize every split of a pipeline config; take the training subset.
+
+    Reads local JSON/JSONL/CSV/TSV files through ``datasets.load_dataset`` (cached under
+    :func:`cache_root`), hub data sets, or in-memory data sets; renames columns with
+    ``data.columns``; converts token tags to IOB2 with ``task.tag_scheme``; turns labels into
+    indices of :attr:`DataBundle.labels`; adds ``augreg_id``. Labels are ``task.labels`` when
+    given (integer labels in files then index them, unless the names are integers), else the
+    sorted training labels (integers sorted numerically; for token classification ``"O"``
+    first, then ``B-``/``I-`` of every entity type).
+
+    It never drops or repairs rows silently (except repairing stray IOB2 ``I-`` tags to
+    ``B-``, which is how the scheme is read).
+
+    Raises:
+        DataError: an unreadable file (named, with the line), a missing column (with the
+            columns present), an empty split, empty texts or token lists, tags not matching
+            tokens, labels outside the label set, or an impossible training subset (with
+            the offending row ids).
+    """
+    token = cfg.task.type == "token_classification"
+    cache = cache_root(cfg)
+    sources: list[tuple[str, str, SourceConfig]] = [("train", "train", cfg.data.train)]
+    if cfg.data.validation is not None:
+        sources.append(("validation", "validation", cfg.data.validation))
+    if cfg.data.test is not None:
+        sources.append(("test", "test", cfg.data.test))
+    sources.extend((name, "eval", src) for name, src in cfg.data.eval.items())
+    splits: dict[str, _Split] = {}
+    train_ds: Dataset | None = None
+    for name, role, src in sources:
+        where = f"data.{name}" if role != "eval" else f"data.eval.{name}"
+        ds, desc = _load_source(cfg, src, role, where, cache)
+        splits[name] = _extract(cfg, ds, name, desc)
+        if name == "train":
+            train_ds = ds
+    assert train_ds is not None
+    train = splits["train"]
+    given = cfg.task.labels is not None
+    built: dict[str, Dataset] = {}
+    if token:
+        if cfg.task.labels is not None:
+            labels = list(cfg.task.labels)
+        else:
+            labels = token_label_set([t for tags in train.targets for t in tags])
+        for split in splits.values():
+            _check_tags(split, labels, given)
+        rows = _subset(cfg, len(train.ids), None, labels, train.desc)
+        for name, split in splits.items():
+            built[name] = _build(split, True, None, rows if name == "train" else None)
+    else:
+        labels = _sequence_labels(cfg, train, train_ds)
+        indices = {name: _index_sequence(split, labels, given) for name, split in splits.items()}
+        rows = _subset(cfg, len(train.ids), indices["train"], labels, train.desc)
+        for name, split in splits.items():
+            built[name] = _build(split, False, indices[name], rows if name == "train" else None)
+    return DataBundle(
+        train=built["train"],
+        validation=built.get("validation"),
+        test=built.get("test"),
+        eval={name: built[name] for name in cfg.data.eval},
+        labels=labels,
+    )
+
+
+# -- the data stage --------------------------------------------------------------------------
+
+
+def dataset_fingerprint(ds: Dataset) -> str:
+    """A fingerprint of a data set's content, stable across processes.
+
+    File-backed data sets use ``datasets``' own ``_fingerprint``. For in-memory data sets the
+    content itself is hashed, because a fingerprint derived from an unhashable transform is
+    random per process and would defeat the cache.
+    """
+    if ds.cache_files:
+        return str(ds._fingerprint)
+    import pyarrow as pa
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(ds.features).encode())
+    for batch in ds.with_format("arrow").iter(batch_size=4096):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_table(batch)
+        h.update(sink.getvalue().to_pybytes())
+    return h.hexdigest()
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.blake2b(
+        json.dumps([_CACHE_FORMAT, *parts], sort_keys=True, default=str).encode(), digest_size=16
+    ).hexdigest()
+
+
+def _rows(batch: Mapping[str, list[Any]], columns: Sequence[str]) -> list[Example]:
+    n = len(batch[columns[0]]) if columns else 0
+    return [{c: batch[c][i] for c in columns} for i in range(n)]
+
+
+class DataStage:
+    """Runs knowledge injectors and augmenters over a split, deterministically.
+
+    Args:
+        injectors: Knowledge injectors, applied in order by :meth:`inject`.
+        augmenters: Augmenters, each applied to the original examples by :meth:`expand` or
+            :meth:`per_epoch_dataset` (not to each other's outputs).
+        seed: The pipeline seed.
+        task: ``"sequence_classification"`` or ``"token_classification"``.
+        cache_dir: Cache folder; results go under ``cache_dir / "data"``. ``None``: no
+            caching, everything stays in memory (nothing is written).
+        keep_original: Keep the source examples beside the augmented ones.
+        show_progress: Show ``datasets`` progress bars.
+
+    Attributes:
+        report: Counts per component: ``written`` rows, ``empty`` (example, copy) pairs for
+            which the augmenter returned ``[]``, ``fallback`` per-epoch slots that fell back
+            to the original example, and for injectors the rows processed.
+
+    The stage never mutates its input data sets and never touches global random state.
+    """
+
+    def __init__(
+        self,
+        injectors: Sequence[KnowledgeInjector],
+        augmenters: Sequence[Augmenter],
+        seed: int,
+        task: str,
+        cache_dir: Path | None,
+        keep_original: bool = True,
+        show_progress: bool = True,
+    ) -> None:
+        names = [c.name for c in [*injectors, *augmenters]]
+        dups = sorted({n for n in names if names.count(n) > 1})
+        if dups:
+            raise DataError(
+                f"augreg: components {dups} appear more than once in the data stage; their "
+                "random streams and example ids would collide. Keep one of each (use copies "
+                "for more views)."
+            )
+        self.injectors = list(injectors)
+        self.augmenters = list(augmenters)
+        self.seed = seed
+        self.task = task
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.keep_original = keep_original
+        self.show_progress = show_progress
+        self.report: dict[str, dict[str, Any]] = {}
+        self._set_up: set[int] = set()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def setup(self, ctx: SetupContext) -> None:
+        """Call each component's ``setup`` once (later calls skip components already set up)."""
+        for comp in [*self.injectors, *self.augmenters]:
+            if id(comp) not in self._set_up:
+                comp.setup(ctx)
+                self._set_up.add(id(comp))
+
+    def _map(
+        self,
+        ds: Dataset,
+        fn: Callable[[dict[str, list[Any]]], dict[str, list[Any]]],
+        key: str,
+        desc: str,
+        features: Features | None = None,
+    ) -> Dataset:
+        kwargs: dict[str, Any] = {}
+        if self.cache_dir is not None:
+            folder = self.cache_dir / "data"
+            folder.mkdir(parents=True, exist_ok=True)
+            kwargs = {"cache_file_name": str(folder / f"{key}.arrow"), "load_from_cache_file": True}
+        else:
+            kwargs = {"keep_in_memory": True}
+        with _progress(self.show_progress):
+            return ds.map(
+                fn,
+                batched=True,
+                batch_size=256,
+                remove_columns=list(ds.column_names),
+                new_fingerprint=key,
+                features=features,
+                desc=desc,
+                **kwargs,
+            )
+
+    def _required(self) -> tuple[str, ...]:
+        return ("tokens", "tags") if self.task == "token_classification" else ("text", "label")
+
+    def _check_example(self, comp: Component, new: Any, parent: Example, what: str) -> None:
+        pid = parent.get(ID, "?")
+        if not isinstance(new, dict):
+            raise DataError(
+                f"augreg: {comp.kind} {comp.name} returned a {type(new).__name__} for {pid}; "
+                f"{what} must return dicts (examples)."
+            )
+        missing = [c for c in parent if c not in new and c not in PROVENANCE and c != ID]
+        if missing:
+            raise DataError(
+                f"augreg: {comp.kind} {comp.name} returned an example for {pid} without "
+                f"{missing}; build outputs as {{**example, ...}} so every field is kept."
+            )
+        if self.task == "token_classification":
+            toks, tags = new["tokens"], new["tags"]
+            if (
+                not isinstance(toks, list)
+                or not toks
+                or not isinstance(tags, list)
+                or len(tags) != len(toks)
+            ):
+                raise DataError(
+                    f"augreg: {comp.kind} {comp.name} wrote an example from {pid} with "
+                    f"{len(toks) if isinstance(toks, list) else toks!r} tokens but "
+                    f"{len(tags) if isinstance(tags, list) else tags!r} tags; keep exactly "
+                    "one tag per token (and at least one token)."
+                )
+        else:
+            text = new["text"]
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(
+                    f"augreg: {comp.kind} {comp.name} wrote an empty text from {pid}; return "
+                    "[] when no example can be written instead."
+                )
+            if not comp.changes_labels and new["label"] != parent["label"]:
+                raise DataError(
+                    f"augreg: {comp.kind} {comp.name} changed the label of {pid} from "
+                    f"{parent['label']!r} to {new['label']!r} but does not declare "
+                    "changes_labels = True. Keep the label, or set changes_labels = True on "
+                    "the class if it relabels on purpose."
+                )
+
+    # -- injection -------------------------------------------------------------------------------
+
+    def inject(self, ds: Dataset) -> Dataset:
+        """Run the knowledge injectors in order over a split (one output row per input row).
+
+        Rows keep their ``augreg_id``; labels must be kept and token tags must stay aligned
+        with tokens. Cached like :meth:`expand` when ``cache_dir`` is set.
+
+        Raises:
+            DataError: an injector changed the number of rows, a label, or the tag alignment.
+        """
+        for inj in self.injectors:
+            key = _digest("inject", dataset_fingerprint(ds), inj.fingerprint(), self.task)
+            columns = list(ds.column_names)
+
+            def run(
+                batch: dict[str, list[Any]],
+                inj: KnowledgeInjector = inj,
+                columns: list[str] = columns,
+            ) -> dict[str, list[Any]]:
+                examples = _rows(batch, columns)
+                outs = inj.inject_batch([dict(e) for e in examples])
+                if len(outs) != len(examples):
+                    raise DataError(
+                        f"augreg: injector {inj.name} returned {len(outs)} examples for "
+                        f"{len(examples)}; inject_batch must return one example per input."
+                    )
+                out_cols: list[str] = []
+                for ex, new in zip(examples, outs, strict=True):
+                    self._check_example(inj, new, ex, "inject_batch")
+                    for c in new:
+                        if c not in out_cols:
+                            out_cols.append(c)
+                result: dict[str, list[Any]] = {c: [] for c in out_cols if c != ID}
+                result[ID] = [ex[ID] for ex in examples]  # ids are the stage's, not the injector's
+                for new in outs:
+                    for c in result:
+                        if c != ID:
+                            if c not in new:
+                                raise DataError(
+                                    f"augreg: injector {inj.name} returned examples with "
+                                    f"different fields (one lacks {c!r}); give every output "
+                                    "the same fields."
+                                )
+                            result[c].append(new[c])
+                return result
+
+            ds = self._map(ds, run, key, f"inject {inj.name}")
+            self.report[inj.name] = {"rows": len(ds)}
+        return ds
+
+    # -- offline augmentation ----------------------------------------------------------------
+
+    def _data_columns(self, ds: Dataset) -> list[str]:
+        cols = [c for c in ds.column_names if c not in PROVENANCE]
+        if ID not in cols:
+            raise DataError(
+                f"augreg: the data set has no {ID!r} column (columns: {ds.column_names}); "
+                "pass splits from load_data() or add unique string ids."
+            )
+        missing = [c for c in self._required() if c not in cols]
+        if missing:
+            raise DataError(
+                f"augreg: the data set lacks {missing} for {self.task} (columns: "
+                f"{ds.column_names})."
+            )
+        return cols
+
+    def _out_features(self, ds: Dataset) -> Features:
+        feats = {c: f for c, f in ds.features.items() if c not in PROVENANCE}
+        return Features({**feats, SOURCE: Value("string"), PARENT: Value("string")})
+
+    def expand(self, ds: Dataset, epoch: int = 0) -> Dataset:
+        """Write the augmented training set once: originals (if kept) + every augmenter's rows.
+
+        Each augmenter acts on the original examples (not on other augmenters' outputs), for
+        ``copies`` copies, with ``rngs[i] = derive_rng(seed, name, augreg_id, epoch, copy)``.
+        Every row gets ``augreg_source`` and ``augreg_parent``; augmented rows get the id
+        ``<parent>/<component>/<epoch>.<copy>.<k>``. Row order does not depend on the batch
+        size. With ``cache_dir``, results are cached by the input's content fingerprint, each
+        component's :meth:`~augreg.Component.fingerprint`, the seed and the epoch, so a second
+        run with the same inputs reads the cache instead of calling the augmenters. Fields an
+        augmenter adds beyond the input's columns are not kept.
+
+        Raises:
+            DataError: an augmenter changed a label without declaring ``changes_labels``,
+                misaligned tags, dropped a field, or nothing is left to train on.
+        """
+        cols = self._data_columns(ds)
+        feats = self._out_features(ds)
+        fp = dataset_fingerprint(ds)
+        has_prov = all(c in ds.column_names for c in PROVENANCE)
+        parts: list[Dataset] = []
+        if self.keep_original:
+
+            def originals(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+                out = {c: batch[c] for c in cols}
+                n = len(batch[ID])
+                out[SOURCE] = batch[SOURCE] if has_prov else [ORIGINAL] * n
+                out[PARENT] = batch[PARENT] if has_prov else [""] * n
+                return out
+
+            parts.append(self._map(ds, originals, _digest("original", fp), "originals", feats))
+        for aug in self.augmenters:
+            key = _digest("expand", fp, aug.fingerprint(), self.seed, epoch, self.task)
+            out_ds = self._map(
+                ds, self._augment_fn(aug, cols, epoch), key, f"augment {aug.name}", feats
+            )
+            copies = int(getattr(aug.options, "copies", 1))
+            pairs = {
+                (parent, rid.rsplit("/", 1)[1].split(".")[1])
+                for parent, rid in zip(out_ds[PARENT], out_ds[ID], strict=True)
+            }
+            self.report[aug.name] = {
+                "examples": len(ds),
+                "copies": copies,
+                "written": len(out_ds),
+                "empty": len(ds) * copies - len(pairs),
+            }
+            parts.append(out_ds)
+        if not parts or sum(len(p) for p in parts) == 0:
+            raise DataError(
+                "augreg: the data stage produced no training examples (keep_original is off "
+                f"and the augmenters {[a.name for a in self.augmenters]} wrote nothing). Turn "
+                "data.keep_original on or check the augmenters' options."
+            )
+        return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+    def _augment_fn(
+        self, aug: Augmenter, cols: list[str], epoch: int
+    ) -> Callable[[dict[str, list[Any]]], dict[str, list[Any]]]:
+        copies = int(getattr(aug.options, "copies", 1))
+
+        def run(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+            examples = _rows(batch, cols)
+            per_copy: list[list[list[Example]]] = []
+            for copy in range(copies):
+                rngs = [derive_rng(self.seed, aug.name, ex[ID], epoch, copy) for ex in examples]
+                # Each call gets fresh dicts so an augmenter that mutates cannot leak changes.
+                results = aug.augment_batch([dict(ex) for ex in examples], rngs)
+                if len(results) != len(examples):
+                    raise DataError(
+                        f"augreg: augmenter {aug.name} returned {len(results)} lists for "
+                        f"{len(examples)} examples; augment_batch must return one list per "
+                        "example ([] when nothing can be written)."
+                    )
+                per_copy.append(results)
+            out: dict[str, list[Any]] = {c: [] for c in [*cols, SOURCE, PARENT]}
+            # Example-major order, so the output order is independent of the batch size.
+            for i, parent in enumerate(examples):
+                for copy in range(copies):
+                    for k, new in enumerate(per_copy[copy][i]):
+                        self._check_example(aug, new, parent, "augment")
+                        for c in cols:
+                            if c != ID:
+                                out[c].append(new[c])
+                        out[ID].append(f"{parent[ID]}/{aug.name}/{epoch}.{copy}.{k}")
+                        out[SOURCE].append(aug.name)
+                        out[PARENT].append(parent[ID])
+            return out
+
+        return run
+
+    # -- per-epoch augmentation -----------------------------------------------------------
+
+    def per_epoch_dataset(
+        self, ds: Dataset, tokenize: Callable[[dict[str, list[Any]]], dict[str, list[Any]]]
+    ) -> PerEpochDataset:
+        """A torch data set with fresh augmented views every epoch (call ``set_epoch``).
+
+        Its length is fixed: one slot per original (if kept) plus one per augmenter copy, per
+        example. Item ``i`` is computed on access for the current epoch with the same rng
+        derivation as :meth:`expand`, then tokenized with ``tokenize`` (a batched function
+        applied to one row). A slot whose augmenter returns ``[]`` falls back to the original
+        example (counted in ``report[name]["fallback"]``). Nothing is cached.
+        """
+        return PerEpochDataset(self, ds, tokenize)
+
+
+class PerEpochDataset(torch.utils.data.Dataset[dict[str, Any]]):
+    """Lazily augmented training examples, deterministic per (seed, epoch, index).
+
+    Index ``i`` is slot ``i // n`` of example ``i % n`` (``n`` source examples); slot 0 is the
+    original when originals are kept, the other slots are (augmenter, copy) pairs. Counts in
+    ``report`` are per process (DataLoader workers keep their own).
+    """
+
+    def __init__(
+        self,
+        stage: DataStage,
+        ds: Dataset,
+        tokenize: Callable[[dict[str, list[Any]]], dict[str, list[Any]]],
+    ) -> None:
+        self.stage = stage
+        self.cols = stage._data_columns(ds)
+        self.ds = ds.select_columns(self.cols)
+        self.tokenize = tokenize
+        self.epoch = 0
+        self.slots: list[tuple[Augmenter, int] | None] = [None] if stage.keep_original else []
+        for aug in stage.augmenters:
+            copies = int(getattr(aug.options, "copies", 1))
+            self.slots.extend((aug, c) for c in range(copies))
+            stage.report.setdefault(aug.name, {"written": 0, "fallback": 0})
+        if not self.slots:
+            raise DataError(
+                "augreg: per-epoch augmentation with keep_original off and no augmenters has "
+                "nothing to train on; add an augmenter or keep the originals."
+            )
+        if len(ds) == 0:
+            raise DataError("augreg: the training split is empty; nothing to augment.")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose views items are computed for."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.ds) * len(self.slots)
+
+    def example(self, index: int) -> Example:
+        """The (augmented) example at ``index`` for the current epoch, before tokenizing."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} examples")
+        n = len(self.ds)
+        slot, j = divmod(index, n)
+        parent: Example = dict(self.ds[j])
+        spec = self.slots[slot]
+        if spec is None:
+            return parent
+        aug, copy = spec
+        stage = self.stage
+        rng = derive_rng(stage.seed, aug.name, parent[ID], self.epoch, copy)
+        results = aug.augment_batch([dict(parent)], [rng])
+        if len(results) != 1:
+            raise DataError(
+                f"augreg: augmenter {aug.name} returned {len(results)} lists for 1 example; "
+                "augment_batch must return one list per example."
+            )
+        outs = results[0]
+        counts = stage.report[aug.name]
+        if not outs:
+            counts["fallback"] = counts.get("fallback", 0) + 1
+            return parent
+        if len(outs) == 1:
+            new = outs[0]
+        else:  # several views: pick one with its own stream, not the augmenter's
+            pick = random.Random(
+                derive_seed(stage.seed, aug.name, parent[ID], self.epoch, copy, "pick")
+            )
+            new = outs[pick.randrange(len(outs))]
+        stage._check_example(aug, new, parent, "augment")
+        counts["written"] = counts.get("written", 0) + 1
+        row = {c: new[c] for c in self.cols if c != ID}
+        row[ID] = f"{parent[ID]}/{aug.name}/{self.epoch}.{copy}.0"
+        return row
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.example(index)
+        enc = self.tokenize({k: [v] for k, v in row.items()})
+        return {k: v[0] for k, v in enc.items()}

