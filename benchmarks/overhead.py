@@ -59,9 +59,20 @@ class StepTimer(TrainerCallback):
 
 
 def train_config(steps: int, out: str) -> dict[str, Any]:
-    return dict(epochs=1, max_steps=steps, learning_rate=5e-5, batch_size=16,
-                weight_decay=0.01, warmup_ratio=0.1, seed=42, eval_strategy="no",
-                save_model=False, progress=False, output_dir=out, logging_steps=10_000)
+    return dict(
+        epochs=1,
+        max_steps=steps,
+        learning_rate=5e-5,
+        batch_size=16,
+        weight_decay=0.01,
+        warmup_ratio=0.1,
+        seed=42,
+        eval_strategy="no",
+        save_model=False,
+        progress=False,
+        output_dir=out,
+        logging_steps=10_000,
+    )
 
 
 def run_plain(steps: int, out: str) -> list[float]:
@@ -72,7 +83,8 @@ def run_plain(steps: int, out: str) -> list[float]:
     tok = AutoTokenizer.from_pretrained(path)
     ds = bundle.train.map(
         lambda b: {**tok(b["text"], truncation=True, max_length=64), "labels": b["label"]},
-        batched=True, remove_columns=bundle.train.column_names,
+        batched=True,
+        remove_columns=bundle.train.column_names,
     )
     set_seed(42)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
@@ -80,8 +92,13 @@ def run_plain(steps: int, out: str) -> list[float]:
         TrainConfig(**train_config(steps, out)), out, has_validation=False, metric="accuracy"
     )
     timer = StepTimer()
-    Trainer(model=model, args=args, train_dataset=ds, data_collator=DataCollatorWithPadding(tok),
-            callbacks=[timer]).train()
+    Trainer(
+        model=model,
+        args=args,
+        train_dataset=ds,
+        data_collator=DataCollatorWithPadding(tok),
+        callbacks=[timer],
+    ).train()
     return timer.times
 
 
@@ -118,8 +135,11 @@ def main() -> None:
                 times = fn(args.steps, out)[WARMUP:]
                 row[name] = statistics.median(times)
             rounds.append(row)
-            print(f"round {r}: plain {row['plain']:.4f} s/step, augreg {row['augreg']:.4f} "
-                  f"s/step, ratio {row['augreg'] / row['plain']:.3f}", flush=True)
+            print(
+                f"round {r}: plain {row['plain']:.4f} s/step, augreg {row['augreg']:.4f} "
+                f"s/step, ratio {row['augreg'] / row['plain']:.3f}",
+                flush=True,
+            )
     plain = statistics.median(r["plain"] for r in rounds)
     ours = statistics.median(r["augreg"] for r in rounds)
     ratios = [r["augreg"] / r["plain"] for r in rounds]
@@ -134,8 +154,12 @@ def main() -> None:
         "steps_per_round": args.steps,
         "warmup_steps_excluded": WARMUP,
         "rounds": args.rounds,
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "cpu": platform.processor()},
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu": platform.processor(),
+        },
         "date": time.strftime("%Y-%m-%d"),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

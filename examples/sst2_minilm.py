@@ -24,6 +24,7 @@ def build(seed: int = 42, epochs: float = 5) -> augreg.Pipeline:
             "eval": {"cr": str(DATA / "cr" / "test.jsonl")},
             "train_size": 500,
             "balanced": True,
+            "empty_rows": "skip",  # CR has 4 empty lines
         },
         # Components go here, e.g. regularize=["core.rdrop"] or
         # objectives=[augreg.create("core.label_smoothing", epsilon=0.1)].

@@ -11,12 +11,30 @@ from augreg.testing.models import save_tiny_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
-POSITIVE = ["the movie was great", "i love this film", "a wonderful story", "great acting",
-            "the best film this year", "beautiful music and a nice plot", "really fun",
-            "excellent director", "so good", "the actors were wonderful"]
-NEGATIVE = ["the movie was terrible", "i hate this film", "a boring story", "bad acting",
-            "the worst film this year", "ugly music and a dull plot", "really awful",
-            "poor director", "so bad", "the actors were terrible"]
+POSITIVE = [
+    "the movie was great",
+    "i love this film",
+    "a wonderful story",
+    "great acting",
+    "the best film this year",
+    "beautiful music and a nice plot",
+    "really fun",
+    "excellent director",
+    "so good",
+    "the actors were wonderful",
+]
+NEGATIVE = [
+    "the movie was terrible",
+    "i hate this film",
+    "a boring story",
+    "bad acting",
+    "the worst film this year",
+    "ugly music and a dull plot",
+    "really awful",
+    "poor director",
+    "so bad",
+    "the actors were terrible",
+]
 
 
 def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
@@ -38,8 +56,10 @@ def tiny_tok_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def sentiment_files(tmp_path: Path) -> dict[str, Path]:
     rows = [{"text": t, "label": 1} for t in POSITIVE] + [{"text": t, "label": 0} for t in NEGATIVE]
-    ood = [{"text": t.replace("film", "phone").replace("movie", "camera"), "label": r["label"]}
-           for t, r in zip([r["text"] for r in rows], rows, strict=True)]
+    ood = [
+        {"text": t.replace("film", "phone").replace("movie", "camera"), "label": r["label"]}
+        for t, r in zip([r["text"] for r in rows], rows, strict=True)
+    ]
     return {
         "train": write_jsonl(tmp_path / "data" / "train.jsonl", rows * 2),
         "validation": write_jsonl(tmp_path / "data" / "validation.jsonl", rows[::2]),
@@ -51,12 +71,18 @@ def sentiment_files(tmp_path: Path) -> dict[str, Path]:
 @pytest.fixture()
 def ner_files(tmp_path: Path) -> dict[str, Path]:
     rows = [
-        {"tokens": ["John", "Smith", "went", "to", "Paris", "."],
-         "ner_tags": ["I-PER", "I-PER", "O", "O", "I-LOC", "O"]},
-        {"tokens": ["Mary", "works", "at", "the", "United", "States", "bank"],
-         "ner_tags": ["I-PER", "O", "O", "O", "I-LOC", "I-LOC", "O"]},
-        {"tokens": ["Paris", "London", "and", "Germany"],
-         "ner_tags": ["I-LOC", "B-LOC", "O", "I-LOC"]},
+        {
+            "tokens": ["John", "Smith", "went", "to", "Paris", "."],
+            "ner_tags": ["I-PER", "I-PER", "O", "O", "I-LOC", "O"],
+        },
+        {
+            "tokens": ["Mary", "works", "at", "the", "United", "States", "bank"],
+            "ner_tags": ["I-PER", "O", "O", "O", "I-LOC", "I-LOC", "O"],
+        },
+        {
+            "tokens": ["Paris", "London", "and", "Germany"],
+            "ner_tags": ["I-LOC", "B-LOC", "O", "I-LOC"],
+        },
         {"tokens": ["the", "president", "said", "so"], "ner_tags": ["O", "O", "O", "O"]},
     ]
     return {

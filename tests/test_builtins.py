@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
-import augreg
 import pytest
 import torch
 import torch.nn.functional as F
+
+import augreg
 from augreg.builtins.adapters import Freeze, encoder_layers
 from augreg.builtins.objectives import CrossEntropy, LabelSmoothing
 from augreg.builtins.regularizers import L2SP, EmbeddingNoise, RDrop

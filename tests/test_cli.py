@@ -20,13 +20,13 @@ name = "cli"
 name = "{model}"
 max_length = 32
 [data]
-train = "{files['train']}"
-test = "{files['test']}"
+train = "{files["train"]}"
+test = "{files["test"]}"
 {extra}
 [train]
 epochs = 1
 batch_size = 8
-output_dir = "{tmp_path / 'runs'}"
+output_dir = "{tmp_path / "runs"}"
 progress = false
 eval_strategy = "no"
 save_model = false
@@ -34,19 +34,27 @@ save_model = false
     return cfg
 
 
-def test_validate_ok_and_errors(tiny_seq_model: Path, sentiment_files: dict[str, Path],
-                                tmp_path: Path) -> None:
+def test_validate_ok_and_errors(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
     good = _config(tmp_path, tiny_seq_model, sentiment_files)
     result = runner.invoke(app, ["validate", str(good)])
     assert result.exit_code == 0, result.output
     assert "is valid" in result.output
-    bad = _config(tmp_path, tiny_seq_model, sentiment_files,
-                  extra='[[regularize]]\nname = "adversarial.fmg"\n[[augment]]\nname = "core.rdrop"\n')
+    bad = _config(
+        tmp_path,
+        tiny_seq_model,
+        sentiment_files,
+        extra='[[regularize]]\nname = "adversarial.fmg"\n[[augment]]\nname = "core.rdrop"\n',
+    )
     result = runner.invoke(app, ["validate", str(bad)])
     assert result.exit_code == 2
     assert "invalid (2 errors)" in result.output
     assert "pip install augreg-adversarial" in result.output
-    assert "is a regularizer, not a augmenter" in result.output or "regularize section" in result.output
+    assert (
+        "is a regularizer, not a augmenter" in result.output
+        or "regularize section" in result.output
+    )
 
 
 def test_validate_reports_parse_errors(tmp_path: Path) -> None:
@@ -81,8 +89,18 @@ def test_run_prints_metrics_and_writes_run_folder(
 
 def test_augment_with_a_component(sentiment_files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "aug.jsonl"
-    result = runner.invoke(app, ["augment", str(sentiment_files["test"]), str(out),
-                                 "--component", "hello.shout", "--option", "copies=2"])
+    result = runner.invoke(
+        app,
+        [
+            "augment",
+            str(sentiment_files["test"]),
+            str(out),
+            "--component",
+            "hello.shout",
+            "--option",
+            "copies=2",
+        ],
+    )
     if "unknown augmenter" in result.output:  # the example plugin is not installed
         import pytest
 
@@ -98,8 +116,16 @@ def test_augment_with_a_component(sentiment_files: dict[str, Path], tmp_path: Pa
 
 
 def test_augment_unknown_component(sentiment_files: dict[str, Path], tmp_path: Path) -> None:
-    result = runner.invoke(app, ["augment", str(sentiment_files["test"]),
-                                 str(tmp_path / "o.jsonl"), "--component", "eda.random_swap"])
+    result = runner.invoke(
+        app,
+        [
+            "augment",
+            str(sentiment_files["test"]),
+            str(tmp_path / "o.jsonl"),
+            "--component",
+            "eda.random_swap",
+        ],
+    )
     assert result.exit_code == 2
     assert "pip install augreg-eda" in result.output
     assert not (tmp_path / "o.jsonl").exists()

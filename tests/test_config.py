@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import augreg
 import pytest
+
+import augreg
 from augreg.config import PipelineConfig, load_config, validate
 from augreg.host import PluginHost
 from augreg.testing import isolated_host

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from augreg.builtins.adapters import Freeze
 from augreg.builtins.objectives import CrossEntropy
 from augreg.context import StepContext

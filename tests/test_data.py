@@ -619,3 +619,27 @@ def test_spans_survive_the_token_pipeline(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "train.jsonl", rows)
     bundle = load_data(make_cfg(tmp_path, task=TOK, tag_scheme="iob1", train="train.jsonl"))
     assert spans(bundle.train[0]["tags"]) == [(0, 2, "PER"), (3, 4, "LOC")]
+
+
+def test_empty_rows_skip_is_explicit_and_reported(tmp_path: Path) -> None:
+    from augreg.config import validate
+    from augreg.data import load_data
+
+    rows = [
+        {"text": "good film", "label": 1},
+        {"text": "  ", "label": 0},
+        {"text": "bad film", "label": 0},
+        {"text": "", "label": 1},
+    ]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw = {"model": {"name": "unused"}, "data": {"train": str(path)}}
+    with pytest.raises(DataError) as info:
+        load_data(validate(raw))
+    assert "train:1" in str(info.value) and "train:3" in str(info.value)
+    assert 'empty_rows = "skip"' in str(info.value)
+    raw["data"]["empty_rows"] = "skip"
+    bundle = load_data(validate(raw))
+    assert bundle.train["text"] == ["good film", "bad film"]
+    assert bundle.train["augreg_id"] == ["train:0", "train:2"]
+    assert bundle.skipped == {"train": ["train:1", "train:3"]}

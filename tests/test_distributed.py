@@ -27,9 +27,9 @@ name = "dist"
 name = "{tiny_seq_model}"
 max_length = 32
 [data]
-train = "{sentiment_files['train']}"
-test = "{sentiment_files['test']}"
-cache_dir = "{tmp_path / 'cache'}"
+train = "{sentiment_files["train"]}"
+test = "{sentiment_files["test"]}"
+cache_dir = "{tmp_path / "cache"}"
 [[regularize]]
 name = "core.rdrop"
 [[regularize]]
@@ -39,15 +39,28 @@ name = "core.l2sp"
 [train]
 epochs = 2
 batch_size = 4
-output_dir = "{tmp_path / 'runs'}"
+output_dir = "{tmp_path / "runs"}"
 progress = false
 eval_strategy = "no"
 """)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "augreg", "run", str(cfg)],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "augreg",
+            "run",
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = list((tmp_path / "runs").iterdir())

@@ -21,7 +21,7 @@ pytestmark = [
 def _head(src: Path, dst: Path, n: int) -> Path:
     lines = src.read_text(encoding="utf-8").splitlines()
     # Both classes: take from the start and the end of the file.
-    dst.write_text("\n".join(lines[: n // 2] + lines[-(n // 2):]) + "\n", encoding="utf-8")
+    dst.write_text("\n".join(lines[: n // 2] + lines[-(n // 2) :]) + "\n", encoding="utf-8")
     return dst
 
 
@@ -31,9 +31,15 @@ def test_example_config_trains_minilm(tmp_path: Path) -> None:
     cr = _head(DATA / "cr" / "test.jsonl", tmp_path / "cr.jsonl", 300)
     pipe = augreg.Pipeline.from_config(
         ROOT / "examples" / "sst2_minilm.toml",
-        overrides={"data.train_size": 200, "data.test": str(test), "data.eval": {"cr": str(cr)},
-                   "train.epochs": 2, "train.learning_rate": 1e-4,
-                   "train.output_dir": str(tmp_path / "runs"), "train.progress": False},
+        overrides={
+            "data.train_size": 200,
+            "data.test": str(test),
+            "data.eval": {"cr": str(cr)},
+            "train.epochs": 2,
+            "train.learning_rate": 1e-4,
+            "train.output_dir": str(tmp_path / "runs"),
+            "train.progress": False,
+        },
     )
     result = pipe.run()
     assert set(result.metrics) == {"test", "cr"}

@@ -8,8 +8,9 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-import augreg
 import pytest
+
+import augreg
 from augreg import host as host_module
 from augreg.host import PluginHost
 

@@ -9,8 +9,9 @@ import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import augreg
 import pytest
+
+import augreg
 from augreg.testing import (
     NetworkAccessError,
     entity_spans,

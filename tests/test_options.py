@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import augreg
 import pydantic
 import pytest
+from pydantic import BaseModel, Field
+
+import augreg
 from augreg.builtins.objectives import LabelSmoothing
 from augreg.builtins.regularizers import EmbeddingNoise
 from augreg.options import describe_validation_error
-from pydantic import BaseModel, Field
 
 
 def _message(**options: object) -> str:

@@ -16,19 +16,30 @@ from augreg.host import PluginHost
 
 
 def _train(tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "seed": 3,
-                              "output_dir": str(tmp_path / "runs"), "progress": False,
-                              "eval_strategy": "no"}
+    values: dict[str, Any] = {
+        "epochs": 2,
+        "batch_size": 8,
+        "learning_rate": 1e-3,
+        "seed": 3,
+        "output_dir": str(tmp_path / "runs"),
+        "progress": False,
+        "eval_strategy": "no",
+    }
     values.update(extra)
     return values
 
 
-def _code_pipeline(model: Path, files: dict[str, Path], tmp_path: Path, **kw: Any) -> augreg.Pipeline:
+def _code_pipeline(
+    model: Path, files: dict[str, Path], tmp_path: Path, **kw: Any
+) -> augreg.Pipeline:
     return augreg.Pipeline(
         model={"name": str(model), "max_length": 32},
         task="sequence_classification",
-        data={"train": str(files["train"]), "test": str(files["test"]),
-              "eval": {"ood": str(files["ood"])}},
+        data={
+            "train": str(files["train"]),
+            "test": str(files["test"]),
+            "eval": {"ood": str(files["ood"])},
+        },
         train=_train(tmp_path),
         name="tiny",
         **kw,
@@ -38,9 +49,13 @@ def _code_pipeline(model: Path, files: dict[str, Path], tmp_path: Path, **kw: An
 def test_code_and_config_give_the_same_pipeline(
     tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
 ) -> None:
-    code = _code_pipeline(tiny_seq_model, sentiment_files, tmp_path,
-                          regularize=[{"name": "core.rdrop", "weight": 0.5}, "core.l2sp"],
-                          objectives=[augreg.create("core.label_smoothing", epsilon=0.2)])
+    code = _code_pipeline(
+        tiny_seq_model,
+        sentiment_files,
+        tmp_path,
+        regularize=[{"name": "core.rdrop", "weight": 0.5}, "core.l2sp"],
+        objectives=[augreg.create("core.label_smoothing", epsilon=0.2)],
+    )
     toml = tmp_path / "p.toml"
     toml.write_text(f"""
 name = "tiny"
@@ -50,10 +65,10 @@ max_length = 32
 [task]
 type = "sequence_classification"
 [data]
-train = "{sentiment_files['train']}"
-test = "{sentiment_files['test']}"
+train = "{sentiment_files["train"]}"
+test = "{sentiment_files["test"]}"
 [data.eval]
-ood = "{sentiment_files['ood']}"
+ood = "{sentiment_files["ood"]}"
 [[objectives]]
 name = "core.label_smoothing"
 epsilon = 0.2
@@ -67,7 +82,7 @@ epochs = 2
 batch_size = 8
 learning_rate = 1e-3
 seed = 3
-output_dir = "{tmp_path / 'runs'}"
+output_dir = "{tmp_path / "runs"}"
 progress = false
 eval_strategy = "no"
 """)
@@ -142,8 +157,7 @@ def test_learns_a_separable_task(
     pipe = augreg.Pipeline(
         model={"name": str(tiny_seq_model), "max_length": 32},
         data={"train": str(sentiment_files["train"]), "test": str(sentiment_files["test"])},
-        train=_train(tmp_path, epochs=15, learning_rate=3e-3, warmup_ratio=0.0,
-                     save_model=False),
+        train=_train(tmp_path, epochs=15, learning_rate=3e-3, warmup_ratio=0.0, save_model=False),
     )
     assert pipe.run().metrics["test"]["accuracy"] >= 0.9
 
@@ -170,10 +184,19 @@ def test_select_best_and_early_stopping(
 ) -> None:
     pipe = augreg.Pipeline(
         model={"name": str(tiny_seq_model), "max_length": 32},
-        data={"train": str(sentiment_files["train"]),
-              "validation": str(sentiment_files["validation"])},
-        train=_train(tmp_path, epochs=30, learning_rate=1e-7, eval_strategy="epoch",
-                     select_best=True, early_stopping_patience=2, save_model=False),
+        data={
+            "train": str(sentiment_files["train"]),
+            "validation": str(sentiment_files["validation"]),
+        },
+        train=_train(
+            tmp_path,
+            epochs=30,
+            learning_rate=1e-7,
+            eval_strategy="epoch",
+            select_best=True,
+            early_stopping_patience=2,
+            save_model=False,
+        ),
     )
     result = pipe.run()
     # An all-but-frozen model cannot improve: early stopping ends long before 30 epochs.

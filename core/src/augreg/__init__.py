@@ -86,8 +86,19 @@ def create(name: str, /, **options: Any) -> Component:
     host = default_host()
     info = host.find(name)
     if info is None:
-        raise UnknownComponentError(host.unknown_message("augmenter", name).replace(
-            "unknown augmenter", "unknown component"))
+        import difflib
+
+        names = host.names()
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        msg = f"augreg: {name!r}: unknown component."
+        if close:
+            msg += f" Did you mean {close[0]!r}?"
+        from augreg.host import KNOWN_DISTRIBUTIONS
+
+        dist = KNOWN_DISTRIBUTIONS.get(name.split(".", 1)[0])
+        if dist is not None:
+            msg += f" It is provided by {dist}: pip install {dist}"
+        raise UnknownComponentError(msg + "\n  Installed: " + ", ".join(names))
     return info.cls(options)
 
 
@@ -95,9 +106,9 @@ __all__ = [
     "KINDS",
     "TASKS",
     "Adapter",
+    "Augmenter",
     "AugregError",
     "AugregTrainer",
-    "Augmenter",
     "Component",
     "ConfigError",
     "DataError",

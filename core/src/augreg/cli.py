@@ -103,8 +103,11 @@ def validate(
     except AugregError as exc:
         _fail(exc, 2)
         return
-    comps = [s.name for section in ("inject", "augment", "objectives", "regularize", "adapters")
-             for s in getattr(cfg, section)]
+    comps = [
+        s.name
+        for section in ("inject", "augment", "objectives", "regularize", "adapters")
+        for s in getattr(cfg, section)
+    ]
     out.print(f"augreg: {config} is valid ({len(comps)} components: {', '.join(comps) or 'none'})")
 
 
@@ -120,8 +123,12 @@ def plugins(
     if as_json:
         data = {
             kind: [
-                {"name": i.name, "distribution": i.plugin.distribution,
-                 "version": i.plugin.version, "extra_passes": i.cls.extra_passes}
+                {
+                    "name": i.name,
+                    "distribution": i.plugin.distribution,
+                    "version": i.plugin.version,
+                    "extra_passes": i.cls.extra_passes,
+                }
                 for i in sorted(host.components[kind].values(), key=lambda i: i.name)
             ]
             for kind in KINDS
@@ -136,8 +143,13 @@ def plugins(
     for kind in KINDS:
         for info in sorted(host.components[kind].values(), key=lambda i: i.name):
             doc = (info.cls.__doc__ or "").strip().splitlines()
-            table.add_row(kind, info.name, info.plugin.distribution, info.plugin.version,
-                          doc[0] if doc else "")
+            table.add_row(
+                kind,
+                info.name,
+                info.plugin.distribution,
+                info.plugin.version,
+                doc[0] if doc else "",
+            )
     out.print(table)
     for failure in host.failures:
         err.print(f"[yellow]warning:[/yellow] {failure.render()}")
@@ -174,15 +186,27 @@ def augment(
         else:
             host = default_host()
             opts = _parse_assignments(option, "--option")
-            raw = {"name": "augment", "model": {"name": "unused"}, "task": {"type": task},
-                   "inject": [], "augment": []}
+            raw = {
+                "name": "augment",
+                "model": {"name": "unused"},
+                "task": {"type": task},
+                "inject": [],
+                "augment": [],
+            }
             for name in component or []:
                 info = host.find(name)
                 section = "inject" if info is not None and info.kind == "injector" else "augment"
                 raw[section].append({"name": name, **(opts if len(component or []) == 1 else {})})
             data = {}
-        data.update({"train": str(input_file.resolve()), "validation": None, "test": None,
-                     "eval": {}, "train_size": None})
+        data.update(
+            {
+                "train": str(input_file.resolve()),
+                "validation": None,
+                "test": None,
+                "eval": {},
+                "train_size": None,
+            }
+        )
         raw["data"] = data
         raw.setdefault("train", {})["seed"] = seed
         cfg = validate(raw, source=str(config or "augreg augment"))
@@ -211,8 +235,9 @@ def check_plugin(
     try:
         from augreg.testing.runner import check_plugin as run_kit
     except ImportError as exc:  # pytest missing
-        _fail(AugregError(f"augreg: check-plugin needs pytest: pip install 'augreg[testing]' "
-                          f"({exc})"))
+        _fail(
+            AugregError(f"augreg: check-plugin needs pytest: pip install 'augreg[testing]' ({exc})")
+        )
         return
     try:
         code = run_kit(distribution, list(pytest_args or []))

@@ -116,8 +116,10 @@ class Component:
         if options is not None and not isinstance(options, dict):
             raise OptionsError(
                 self.name or type(self).__name__,
-                [f"options must be a dict or {type(self).__name__}.Options, "
-                 f"got {type(options).__name__}"],
+                [
+                    f"options must be a dict or {type(self).__name__}.Options, "
+                    f"got {type(options).__name__}"
+                ],
             )
         self.options = self.validate_options({**(options or {}), **kwargs})
 

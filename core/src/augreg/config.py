@@ -140,6 +140,11 @@ class DataConfig(_Strict):
         description="offline: expand the training set once (cached); per_epoch: fresh views.",
     )
     keep_original: bool = Field(True, description="Keep the source examples beside augmented.")
+    empty_rows: Literal["error", "skip"] = Field(
+        "error",
+        description="Rows with empty text (or no tokens): an error naming them, or skip them "
+        "(counted and named in the run report).",
+    )
     cache_dir: str | None = Field(None, description="Cache folder (default ~/.cache/augreg).")
 
     @field_validator("train", "validation", "test", mode="before")
@@ -325,7 +330,7 @@ def validate(
             name, options = _split_spec(item)
             if not name:
                 problems.append(
-                    Problem(where, f"needs a component name (name = \"...\"), got {item!r}")
+                    Problem(where, f'needs a component name (name = "..."), got {item!r}')
                 )
                 continue
             info = host.components[kind].get(name)
@@ -335,8 +340,13 @@ def validate(
                 continue
             if isinstance(item, Component) and type(item) is not info.cls:
                 problems.append(
-                    Problem(where, f"instance of {type(item).__qualname__} is not the registered "
-                            f"{info.cls.__qualname__}", component=name, origin=info.origin)
+                    Problem(
+                        where,
+                        f"instance of {type(item).__qualname__} is not the registered "
+                        f"{info.cls.__qualname__}",
+                        component=name,
+                        origin=info.origin,
+                    )
                 )
             try:
                 # Store every option, defaults included: the resolved config says it all.
@@ -345,12 +355,15 @@ def validate(
                 for line in exc.problems:
                     problems.append(Problem(where, line, component=name, origin=info.origin))
             if task_type is not None and task_type not in info.cls.supports_tasks:
-                problems.append(Problem(
-                    where,
-                    f"does not support {task_type}; it supports "
-                    f"{', '.join(sorted(info.cls.supports_tasks))}",
-                    component=name, origin=info.origin,
-                ))
+                problems.append(
+                    Problem(
+                        where,
+                        f"does not support {task_type}; it supports "
+                        f"{', '.join(sorted(info.cls.supports_tasks))}",
+                        component=name,
+                        origin=info.origin,
+                    )
+                )
             names_in_use.append((where, i, name))
             out.append({"name": name, "options": options})
         specs[section] = out
@@ -371,21 +384,28 @@ def validate(
                 if pair in seen:
                     continue
                 seen.add(pair)
-                problems.append(Problem(
-                    where,
-                    f"conflicts with {other} ({other_where}); remove one of them",
-                    component=name, origin=info.origin,
-                ))
+                problems.append(
+                    Problem(
+                        where,
+                        f"conflicts with {other} ({other_where}); remove one of them",
+                        component=name,
+                        origin=info.origin,
+                    )
+                )
     duplicates: dict[str, list[str]] = {}
     for where, _, name in names_in_use:
         duplicates.setdefault(name, []).append(where)
     for name, wheres in duplicates.items():
         kind = host.find(name)
         if len(wheres) > 1 and kind is not None and kind.kind != "augmenter":
-            problems.append(Problem(
-                wheres[1], f"appears twice ({', '.join(wheres)}); keep one",
-                component=name, origin=kind.origin,
-            ))
+            problems.append(
+                Problem(
+                    wheres[1],
+                    f"appears twice ({', '.join(wheres)}); keep one",
+                    component=name,
+                    origin=kind.origin,
+                )
+            )
 
     try:
         cfg = PipelineConfig.model_validate(data)
@@ -394,23 +414,44 @@ def validate(
             head, _, rest = line.partition(" ")
             section, dot, inner = head.partition(".")
             if dot:
-                problems.append(Problem(section, f"{inner} {rest}".replace(": ", " ", 1)
-                                        if inner.endswith(":") else f"{inner} {rest}"))
+                problems.append(
+                    Problem(
+                        section,
+                        f"{inner} {rest}".replace(": ", " ", 1)
+                        if inner.endswith(":")
+                        else f"{inner} {rest}",
+                    )
+                )
             else:
                 problems.append(Problem(section.rstrip(":"), rest or line))
         cfg = None
+        # Still report missing data files when the data section itself is valid.
+        try:
+            data_cfg = DataConfig.model_validate(data.get("data"))
+            base = str(data.get("base_dir", "."))
+            problems.extend(_check_sources(data_cfg, base))
+        except (ValidationError, TypeError):
+            pass
 
     if cfg is not None:
-        problems.extend(_check_sources(cfg))
+        problems.extend(_check_sources(cfg.data, cfg.base_dir))
         if cfg.train.select_best or cfg.train.early_stopping_patience:
             if cfg.data.validation is None:
-                problems.append(Problem(
-                    "train", "select_best and early_stopping_patience need data.validation; "
-                    "add a validation file or turn them off"))
+                problems.append(
+                    Problem(
+                        "train",
+                        "select_best and early_stopping_patience need data.validation; "
+                        "add a validation file or turn them off",
+                    )
+                )
             if cfg.train.eval_strategy == "no":
-                problems.append(Problem(
-                    "train.eval_strategy", "is 'no', but select_best/early stopping need "
-                    "evaluations; use 'epoch' or 'steps'"))
+                problems.append(
+                    Problem(
+                        "train.eval_strategy",
+                        "is 'no', but select_best/early stopping need "
+                        "evaluations; use 'epoch' or 'steps'",
+                    )
+                )
         if cfg.train.eval_strategy == "steps" and cfg.train.eval_steps is None:
             problems.append(Problem("train.eval_steps", "is required with eval_strategy='steps'"))
 
@@ -433,13 +474,13 @@ def _task_type(task: Any) -> str | None:
     return None
 
 
-def _check_sources(cfg: PipelineConfig) -> list[Problem]:
+def _check_sources(data: DataConfig, base_dir: str) -> list[Problem]:
     problems: list[Problem] = []
     entries: list[tuple[str, SourceConfig | None]] = [
-        ("data.train", cfg.data.train),
-        ("data.validation", cfg.data.validation),
-        ("data.test", cfg.data.test),
-        *((f"data.eval.{k}", v) for k, v in cfg.data.eval.items()),
+        ("data.train", data.train),
+        ("data.validation", data.validation),
+        ("data.test", data.test),
+        *((f"data.eval.{k}", v) for k, v in data.eval.items()),
     ]
     for where, src in entries:
         if src is None:
@@ -450,16 +491,22 @@ def _check_sources(cfg: PipelineConfig) -> list[Problem]:
             problems.append(Problem(where, "needs a path (local file) or hub (data set name)"))
             continue
         if src.path is not None:
-            p = cfg.resolve_path(src.path)
+            p = Path(src.path).expanduser()
+            p = p if p.is_absolute() else Path(base_dir) / p
             if not p.exists():
-                problems.append(Problem(
-                    where, f"file not found: {p} (relative paths are resolved from "
-                    f"{cfg.base_dir}). Check the path."))
+                problems.append(
+                    Problem(
+                        where,
+                        f"file not found: {p} (relative paths are resolved from "
+                        f"{base_dir}). Check the path.",
+                    )
+                )
     return problems
 
 
-def load_config(path: str | Path, *, host: PluginHost | None = None,
-                overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+def load_config(
+    path: str | Path, *, host: PluginHost | None = None, overrides: Mapping[str, Any] | None = None
+) -> PipelineConfig:
     """Read and validate a config file. Relative data paths resolve from the file's folder.
 
     ``overrides`` are dotted keys (``{"train.seed": 3}``) applied before validation.
@@ -508,8 +555,13 @@ def config_from_kwargs(
         raw["data"] = _dump(data)
     if train is not None:
         raw["train"] = _dump(train)
-    for key, items in (("augment", augment), ("inject", inject), ("objectives", objectives),
-                       ("regularize", regularize), ("adapters", adapters)):
+    for key, items in (
+        ("augment", augment),
+        ("inject", inject),
+        ("objectives", objectives),
+        ("regularize", regularize),
+        ("adapters", adapters),
+    ):
         raw[key] = list(items)
     return raw
 

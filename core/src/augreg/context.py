@@ -168,8 +168,10 @@ class StepContext:
                 continue
             if weight == 0:
                 continue
-            term = objective.loss(self, outputs) if labels is None else objective.loss(
-                self.with_labels(labels), outputs
+            term = (
+                objective.loss(self, outputs)
+                if labels is None
+                else objective.loss(self.with_labels(labels), outputs)
             )
             total = weight * term if total is None else total + weight * term
         if total is None:

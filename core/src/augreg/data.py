@@ -92,6 +92,8 @@ class DataBundle:
     test: Dataset | None = None
     eval: dict[str, Dataset] = field(default_factory=dict)
     labels: list[str] = field(default_factory=list)
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+    """Ids of rows skipped per split (only with ``data.empty_rows = "skip"``)."""
 
 
 def cache_root(cfg: PipelineConfig) -> Path:
@@ -324,6 +326,20 @@ class _Split:
     inputs: list[Any]  # texts or token lists
     targets: list[Any]  # label keys (str) or IOB2 tag lists
     is_int: list[bool] = field(default_factory=list)  # sequence: label given as integer
+    skipped: list[str] = field(default_factory=list)  # ids dropped by data.empty_rows="skip"
+
+    def without(self, drop: set[str]) -> _Split:
+        """This split without the rows whose ids are in ``drop`` (recorded as skipped)."""
+        keep = [i for i, x in enumerate(self.ids) if x not in drop]
+        return _Split(
+            self.name,
+            self.desc,
+            [self.ids[i] for i in keep],
+            [self.inputs[i] for i in keep],
+            [self.targets[i] for i in keep],
+            [self.is_int[i] for i in keep] if self.is_int else [],
+            sorted(drop, key=self.ids.index),
+        )
 
 
 def _class_names(feature: Any) -> list[str] | None:
@@ -411,10 +427,12 @@ def _extract(cfg: PipelineConfig, ds: Dataset, name: str, desc: str) -> _Split:
         return _extract_tokens(cfg, ds, name, desc, ids, values, roles, problems)
     texts = values[roles["text"]]
     bad_text = [ids[i] for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
-    if bad_text:
+    skip = bad_text if cfg.data.empty_rows == "skip" else []
+    if bad_text and not skip:
         problems.append(
             f"empty, missing or non-string text (column {roles['text']!r}) in "
-            f"{_ids_text(bad_text)}. Remove those rows or fill in their text"
+            f"{_ids_text(bad_text)}. Remove those rows, fill in their text, or set "
+            'data.empty_rows = "skip" to skip them (they are then listed in the run report)'
         )
     names = _class_names(ds.features[roles["label"]])
     keys: list[Any] = []
@@ -443,7 +461,8 @@ def _extract(cfg: PipelineConfig, ds: Dataset, name: str, desc: str) -> _Split:
     if bad_values:
         problems.append(f"bad label in {_ids_text(bad_values)}: {first_bad}")
     _raise(desc, problems)
-    return _Split(name, desc, ids, list(texts), keys, is_int)
+    split = _Split(name, desc, ids, list(texts), keys, is_int)
+    return split.without(set(skip)) if skip else split
 
 
 def _extract_tokens(
@@ -483,10 +502,11 @@ def _extract_tokens(
             bad_tags.append(ids[i])
             first_bad = first_bad or str(exc)
             out_tags.append([])
-    if empty:
+    skip = empty if cfg.data.empty_rows == "skip" else []
+    if empty and not skip:
         problems.append(
             f"empty, missing or non-list tokens (column {tokens_col!r}) in {_ids_text(empty)}. "
-            "Remove those rows"
+            'Remove those rows, or set data.empty_rows = "skip" to skip them'
         )
     if bad_tokens:
         problems.append(
@@ -504,7 +524,8 @@ def _extract_tokens(
             f"({cfg.task.tag_scheme!r}) and the tag column"
         )
     _raise(desc, problems)
-    return _Split(name, desc, ids, list(values[tokens_col]), out_tags)
+    split = _Split(name, desc, ids, list(values[tokens_col]), out_tags)
+    return split.without(set(skip)) if skip else split
 
 
 def _tag_name(tag: Any, names: list[str] | None, given: list[str] | None) -> str:
@@ -722,6 +743,7 @@ def load_data(cfg: PipelineConfig) -> DataBundle:
         test=built.get("test"),
         eval={name: built[name] for name in cfg.data.eval},
         labels=labels,
+        skipped={name: split.skipped for name, split in splits.items() if split.skipped},
     )
 
 

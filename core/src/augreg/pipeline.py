@@ -133,12 +133,25 @@ class Pipeline:
         host: PluginHost | None = None,
     ) -> None:
         raw = config_from_kwargs(
-            model=model, task=task, data=data, augment=augment, inject=inject,
-            objectives=objectives, regularize=regularize, adapters=adapters, train=train,
-            name=name, base_dir=str(base_dir),
+            model=model,
+            task=task,
+            data=data,
+            augment=augment,
+            inject=inject,
+            objectives=objectives,
+            regularize=regularize,
+            adapters=adapters,
+            train=train,
+            name=name,
+            base_dir=str(base_dir),
         )
-        given = {"augment": augment, "inject": inject, "objectives": objectives,
-                 "regularize": regularize, "adapters": adapters}
+        given = {
+            "augment": augment,
+            "inject": inject,
+            "objectives": objectives,
+            "regularize": regularize,
+            "adapters": adapters,
+        }
         cfg = validate(raw, source="Pipeline(...)", host=host)
         self._init(cfg, host, given)
 
@@ -312,6 +325,14 @@ class Pipeline:
             )
         t0 = time.perf_counter()
         bundle = self.load_data()
+        if bundle.skipped and main:
+            _console_print(
+                'augreg: skipped rows with empty text (data.empty_rows = "skip"): '
+                + "; ".join(
+                    f"{name}: {len(ids)} ({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})"
+                    for name, ids in bundle.skipped.items()
+                )
+            )
         task = get_task(cfg.task, list(bundle.labels))
         tokenizer = task.load_tokenizer(cfg.model)
         self.setup_components(bundle, tokenizer)
@@ -322,8 +343,7 @@ class Pipeline:
             return task.tokenize_batch(batch, tokenizer, max_length)
 
         def encode(ds: Dataset) -> Dataset:
-            return ds.map(tokenize, batched=True, remove_columns=ds.column_names,
-                          desc="tokenize")
+            return ds.map(tokenize, batched=True, remove_columns=ds.column_names, desc="tokenize")
 
         train_source = stage.inject(bundle.train)
         train_dataset: Any
@@ -362,8 +382,10 @@ class Pipeline:
 
         metric = cfg.train.metric or task.default_metric
         args = training_arguments(
-            cfg.train, str(run_dir / "checkpoints"),
-            has_validation="validation" in evals, metric=metric,
+            cfg.train,
+            str(run_dir / "checkpoints"),
+            has_validation="validation" in evals,
+            metric=metric,
         )
         if cfg.train.early_stopping_patience:
             from transformers import EarlyStoppingCallback
@@ -399,7 +421,8 @@ class Pipeline:
         for name, ds in evals.items():
             raw = trainer.evaluate(eval_dataset=ds, metric_key_prefix=name)
             metrics[name] = {
-                k[len(name) + 1:]: float(v) for k, v in raw.items()
+                k[len(name) + 1 :]: float(v)
+                for k, v in raw.items()
                 if k.startswith(name + "_") and isinstance(v, (int, float))
             }
         train_info: dict[str, Any] = {
@@ -414,6 +437,7 @@ class Pipeline:
             "total_parameters": total,
             "extra_passes": sum(c.extra_passes for c in self.all_components()),
             "data_report": getattr(stage, "report", {}),
+            "skipped_rows": bundle.skipped,
         }
         if main:
             mdir = run_dir / "metrics"

@@ -25,6 +25,8 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest, "big") >> 1
 
 
-def derive_rng(seed: int, component: str, example_id: object, epoch: int = 0, copy: int = 0) -> random.Random:
+def derive_rng(
+    seed: int, component: str, example_id: object, epoch: int = 0, copy: int = 0
+) -> random.Random:
     """Return the random generator for one augmenter call on one example."""
     return random.Random(derive_seed(seed, component, example_id, epoch, copy))

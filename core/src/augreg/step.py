@@ -6,8 +6,8 @@ adds backward, clipping and the optimizer step for plain PyTorch loops.
 
 Example (a custom loop)::
 
-    objectives = [augreg.create("objective", "core.cross_entropy")]
-    regularizers = [augreg.create("regularizer", "core.rdrop", weight=1.0)]
+    objectives = [augreg.create("core.cross_entropy")]
+    regularizers = [augreg.create("core.rdrop", weight=1.0)]
     for step, batch in enumerate(loader):
         result = augreg.training_step(model, batch, optimizer, objectives, regularizers,
                                       step=step)

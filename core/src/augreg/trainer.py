@@ -94,11 +94,11 @@ class EpochCallback(TrainerCallback):
         self.dataset = dataset
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.dataset.set_epoch(int(round(state.epoch or 0)))
+        self.dataset.set_epoch(round(state.epoch or 0))
 
 
 def resolve_precision(precision: str) -> dict[str, bool]:
-    """``bf16``/``fp16`` flags for ``TrainingArguments`` from ``auto``/``fp32``/``bf16``/``fp16``."""
+    """``bf16``/``fp16`` flags for ``TrainingArguments`` from ``train.precision``."""
     cuda = torch.cuda.is_available()
     if precision == "auto":
         if cuda and torch.cuda.is_bf16_supported():

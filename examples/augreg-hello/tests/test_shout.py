@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
-import augreg
 import pytest
+
+import augreg
 from augreg.testing import AugmenterContract
 from augreg_hello.shout import Shout
 

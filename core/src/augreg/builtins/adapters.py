@@ -52,8 +52,7 @@ class Freeze(Adapter):
 
             raise OptionsError(
                 self.name,
-                [f"layers must be <= {len(blocks)} (the model's layer count), "
-                 f"got {opts.layers}"],  # type: ignore[attr-defined]
+                [f"layers must be <= {len(blocks)} (the model's layer count), got {opts.layers}"],  # type: ignore[attr-defined]
             )
         if opts.embeddings:  # type: ignore[attr-defined]
             emb = model.get_input_embeddings()  # type: ignore[operator]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from augreg.builtins.adapters import Freeze
 from augreg.builtins.objectives import CrossEntropy, LabelSmoothing
-from augreg.builtins.regularizers import EmbeddingNoise, L2SP, RDrop
+from augreg.builtins.regularizers import L2SP, EmbeddingNoise, RDrop
 from augreg.hookspecs import Register, hookimpl
 
 

@@ -1,7 +1,6 @@
 """Registration only: no I/O, no heavy imports (``augreg plugins`` imports this)."""
 
 import augreg
-
 from augreg_hello.shout import Shout
 
 

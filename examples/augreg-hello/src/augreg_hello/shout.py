@@ -2,8 +2,9 @@
 
 import random
 
-import augreg
 from pydantic import Field
+
+import augreg
 
 
 class Shout(augreg.Augmenter):
