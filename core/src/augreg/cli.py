@@ -121,7 +121,7 @@ def plugins(
 
     host = default_host()
     if as_json:
-        data = {
+        data: dict[str, list[dict[str, Any]]] = {
             kind: [
                 {
                     "name": i.name,
@@ -133,7 +133,7 @@ def plugins(
             ]
             for kind in KINDS
         }
-        data["failures"] = [f.__dict__ for f in host.failures]  # type: ignore[assignment]
+        data["failures"] = [dict(f.__dict__) for f in host.failures]
         out.print_json(json.dumps(data))
         return
     table = Table(title="augreg components")

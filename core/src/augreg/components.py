@@ -99,7 +99,8 @@ class Component:
     class Options(_Options):
         """No options."""
 
-    options: Options
+    options: _Options
+    """The validated options; a subclass may narrow it with ``options: Options``."""
 
     def __init__(self, options: _Options | dict[str, Any] | None = None, /, **kwargs: Any) -> None:
         """Build the component from an ``Options`` instance, a dict, or keyword options.
@@ -154,7 +155,11 @@ class Component:
         return f"{type(self).__name__}({opts})"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.options == other.options  # type: ignore[attr-defined]
+        return (
+            isinstance(other, Component)
+            and type(self) is type(other)
+            and (self.options == other.options)
+        )
 
     def __hash__(self) -> int:
         return hash((type(self), self.fingerprint()))

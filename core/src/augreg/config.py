@@ -396,14 +396,14 @@ def validate(
     for where, _, name in names_in_use:
         duplicates.setdefault(name, []).append(where)
     for name, wheres in duplicates.items():
-        kind = host.find(name)
-        if len(wheres) > 1 and kind is not None and kind.kind != "augmenter":
+        found = host.find(name)
+        if len(wheres) > 1 and found is not None and found.kind != "augmenter":
             problems.append(
                 Problem(
                     wheres[1],
                     f"appears twice ({', '.join(wheres)}); keep one",
                     component=name,
-                    origin=kind.origin,
+                    origin=found.origin,
                 )
             )
 

@@ -168,8 +168,8 @@ class PluginHost:
         self.plugins[name] = info
 
     def _collect(self) -> None:
-        for kind, hook_name in REGISTRATION_HOOKS.items():
-            hook = getattr(self.pm.hook, hook_name)
+        for kind in KINDS:
+            hook = getattr(self.pm.hook, REGISTRATION_HOOKS[kind])
             for impl in hook.get_hookimpls():
                 info = self.plugins[impl.plugin_name]
 

@@ -123,7 +123,7 @@ def training_step(
     result = compute_loss(
         model, batch, objectives, regularizers, task=task, step=step, epoch=epoch, state=state
     )
-    result.loss.backward()
+    result.loss.backward()  # type: ignore[no-untyped-call]
     if max_grad_norm:
         torch.nn.utils.clip_grad_norm_(
             [p for p in model.parameters() if p.requires_grad], max_grad_norm

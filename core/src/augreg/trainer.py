@@ -48,7 +48,7 @@ class AugregTrainer(Trainer):
         self._parts_sum: dict[str, float] = {}
         self._parts_n = 0
 
-    def compute_loss(  # type: ignore[override]
+    def compute_loss(
         self,
         model: torch.nn.Module,
         inputs: dict[str, Any],

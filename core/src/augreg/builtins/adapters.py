@@ -44,17 +44,19 @@ class Freeze(Adapter):
         embeddings: bool = Field(True, description="Freeze the whole embedding block.")
         layers: int = Field(0, ge=0, le=1000, description="Freeze the first k encoder layers.")
 
+    options: Options
+
     def prepare_model(self, model: nn.Module) -> nn.Module:
         opts = self.options
         blocks = encoder_layers(model)
-        if opts.layers > len(blocks):  # type: ignore[attr-defined]
+        if opts.layers > len(blocks):
             from augreg.errors import OptionsError
 
             raise OptionsError(
                 self.name,
-                [f"layers must be <= {len(blocks)} (the model's layer count), got {opts.layers}"],  # type: ignore[attr-defined]
+                [f"layers must be <= {len(blocks)} (the model's layer count), got {opts.layers}"],
             )
-        if opts.embeddings:  # type: ignore[attr-defined]
+        if opts.embeddings:
             emb = model.get_input_embeddings()  # type: ignore[operator]
             frozen = [emb]
             # The whole embedding block (positions, layer norm), not only the word matrix.
@@ -65,7 +67,7 @@ class Freeze(Adapter):
             for module in frozen:
                 for p in module.parameters():
                     p.requires_grad_(False)
-        for block in blocks[: opts.layers]:  # type: ignore[attr-defined]
+        for block in blocks[: opts.layers]:
             for p in block.parameters():
                 p.requires_grad_(False)
         return model

@@ -59,6 +59,8 @@ class LabelSmoothing(Objective):
             0.1, gt=0, lt=1, description="Probability mass spread uniformly over all classes."
         )
 
+    options: Options
+
     def loss(self, ctx: StepContext, outputs: Any = None) -> torch.Tensor:
         out = ctx.outputs if outputs is None else outputs
-        return _cross_entropy(out.logits, ctx.labels, self.options.epsilon)  # type: ignore[attr-defined]
+        return _cross_entropy(out.logits, ctx.labels, self.options.epsilon)

@@ -82,12 +82,14 @@ class EmbeddingNoise(Regularizer):
             "absolute", description="Noise std absolute, or relative to the embedding RMS."
         )
 
+    options: Options
+
     def loss(self, ctx: StepContext) -> torch.Tensor:
         import torch
 
         emb = ctx.embeddings.detach()
-        noise = torch.randn_like(emb) * self.options.std  # type: ignore[attr-defined]
-        if self.options.scale == "relative":  # type: ignore[attr-defined]
+        noise = torch.randn_like(emb) * self.options.std
+        if self.options.scale == "relative":
             noise = noise * emb.pow(2).mean(dim=-1, keepdim=True).sqrt()
         return ctx.task_loss(ctx.forward(perturbation=noise))
 
@@ -112,6 +114,8 @@ class L2SP(Regularizer):
         head_weight: float = Field(
             0.0, ge=0, le=1e4, description="beta/alpha: L2 on parameters not in the base model."
         )
+
+    options: Options
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -152,6 +156,7 @@ class L2SP(Regularizer):
             ref = self._anchor.get(name)
             if ref is not None:
                 total = total + (p - ref).pow(2).sum()
-            elif self.options.head_weight:  # type: ignore[attr-defined]
+            elif self.options.head_weight:
                 head = head + p.pow(2).sum()
-        return 0.5 * total + 0.5 * self.options.head_weight * head  # type: ignore[attr-defined]
+        term: torch.Tensor = 0.5 * total + 0.5 * self.options.head_weight * head
+        return term
