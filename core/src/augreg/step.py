@@ -80,19 +80,13 @@ def compute_loss(
     )
     parts: dict[str, float] = {}
     total: torch.Tensor | None = None
-    for obj in objectives:
-        w = _weight(obj)
+    acting: list[Objective | Regularizer] = [*objectives, *regs]
+    for component in acting:
+        w = _weight(component)
         if w == 0:
             continue
-        term = obj.loss(ctx)
-        parts[obj.name] = float(term.detach())
-        total = w * term if total is None else total + w * term
-    for reg in regs:
-        w = _weight(reg)
-        if w == 0:
-            continue
-        term = reg.loss(ctx)
-        parts[reg.name] = float(term.detach())
+        term = component.loss(ctx)
+        parts[component.name] = float(term.detach())
         total = w * term if total is None else total + w * term
     if total is None:
         raise ValueError("augreg: every objective has weight 0; nothing to train")
