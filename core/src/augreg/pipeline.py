@@ -489,4 +489,4 @@ def _write_yaml(path: Path, data: Mapping[str, Any]) -> None:
 def _console_print(text: str) -> None:
     from rich.console import Console
 
-    Console(stderr=True, highlight=False).print(text)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(text)
