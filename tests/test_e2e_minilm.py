@@ -32,22 +32,20 @@ def test_example_config_trains_minilm(tmp_path: Path) -> None:
     pipe = augreg.Pipeline.from_config(
         ROOT / "examples" / "sst2_minilm.toml",
         overrides={
-            "data.train_size": 200,
             "data.test": str(test),
             "data.eval": {"cr": str(cr)},
-            "train.epochs": 2,
-            "train.learning_rate": 1e-4,
+            "train.epochs": 3,
             "train.output_dir": str(tmp_path / "runs"),
             "train.progress": False,
         },
     )
     result = pipe.run()
     assert set(result.metrics) == {"test", "cr"}
-    # 200 examples are enough for MiniLM to be well above chance on both domains.
-    assert result.metrics["test"]["accuracy"] > 0.65
-    assert result.metrics["cr"]["accuracy"] > 0.6
+    # 500 examples and 3 epochs take MiniLM near the 5-epoch reference (82.7 / 80.5).
+    assert result.metrics["test"]["accuracy"] > 0.75
+    assert result.metrics["cr"]["accuracy"] > 0.72
     saved = json.loads((result.run_dir / "metrics.json").read_text())
-    assert saved["train"]["train_examples"] == 200
+    assert saved["train"]["train_examples"] == 500
 
 
 def _normalized(cfg: augreg.PipelineConfig) -> dict[str, object]:
