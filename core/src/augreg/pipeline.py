@@ -287,6 +287,7 @@ class Pipeline:
     def run_dir(self, output_dir: str | Path | None = None) -> Path:
         train = self.config.train
         root = Path(output_dir) if output_dir else self.config.resolve_path(train.output_dir)
+        root = root.resolve()
         if train.run_name:
             return root / train.run_name
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
