@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from augreg.cli import app
@@ -35,8 +36,13 @@ save_model = false
 
 
 def test_validate_ok_and_errors(
-    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+    tiny_seq_model: Path,
+    sentiment_files: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from augreg.host import reset_default_host
+
     good = _config(tmp_path, tiny_seq_model, sentiment_files)
     result = runner.invoke(app, ["validate", str(good)])
     assert result.exit_code == 0, result.output
@@ -47,14 +53,19 @@ def test_validate_ok_and_errors(
         sentiment_files,
         extra='[[regularize]]\nname = "adversarial.fmg"\n[[augment]]\nname = "core.rdrop"\n',
     )
-    result = runner.invoke(app, ["validate", str(bad)])
+    # As on a machine where augreg-adversarial is not installed.
+    monkeypatch.setenv("AUGREG_DISABLE_PLUGINS", "adversarial")
+    reset_default_host()
+    try:
+        result = runner.invoke(app, ["validate", str(bad)])
+    finally:
+        monkeypatch.delenv("AUGREG_DISABLE_PLUGINS")
+        reset_default_host()
     assert result.exit_code == 2
     assert "invalid (2 errors)" in result.output
     assert "pip install augreg-adversarial" in result.output
-    assert (
-        "is a regularizer, not a augmenter" in result.output
-        or "regularize section" in result.output
-    )
+    assert "is a regularizer, not an augmenter" in result.output
+    assert "move it to the regularize section" in result.output
 
 
 def test_validate_reports_parse_errors(tmp_path: Path) -> None:
@@ -111,17 +122,28 @@ def test_augment_with_a_component(sentiment_files: dict[str, Path], tmp_path: Pa
             assert r["label"] == originals[r["augreg_parent"]]["label"]
 
 
-def test_augment_unknown_component(sentiment_files: dict[str, Path], tmp_path: Path) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "augment",
-            str(sentiment_files["test"]),
-            str(tmp_path / "o.jsonl"),
-            "--component",
-            "eda.random_swap",
-        ],
-    )
+def test_augment_unknown_component(
+    sentiment_files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from augreg.host import reset_default_host
+
+    # As on a machine where augreg-eda is not installed.
+    monkeypatch.setenv("AUGREG_DISABLE_PLUGINS", "eda")
+    reset_default_host()
+    try:
+        result = runner.invoke(
+            app,
+            [
+                "augment",
+                str(sentiment_files["test"]),
+                str(tmp_path / "o.jsonl"),
+                "--component",
+                "eda.random_swap",
+            ],
+        )
+    finally:
+        monkeypatch.delenv("AUGREG_DISABLE_PLUGINS")
+        reset_default_host()
     assert result.exit_code == 2
     assert "pip install augreg-eda" in result.output
     assert not (tmp_path / "o.jsonl").exists()
