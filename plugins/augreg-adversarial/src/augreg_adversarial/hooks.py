@@ -1,0 +1,12 @@
+"""Registration only: no I/O, no heavy imports (``augreg plugins`` imports this)."""
+
+import augreg
+from augreg_adversarial.regularizers import FGM, PGD, SMART, FreeLB
+
+
+@augreg.hookimpl
+def augreg_register_regularizers(register: augreg.Register) -> None:
+    register(FGM)
+    register(PGD)
+    register(FreeLB)
+    register(SMART)

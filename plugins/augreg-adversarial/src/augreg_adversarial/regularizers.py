@@ -1,0 +1,464 @@
+"""Adversarial regularizers in embedding space: FGM, PGD, FreeLB and SMART.
+
+Every method perturbs the output of ``model.get_input_embeddings()`` through the step context
+(``ctx.forward(perturbation=...)``) and finds the perturbation with ``torch.autograd.grad``
+(``ctx.perturbation_grad``): no weight is edited and restored, no ``.grad`` is written, and
+padding is never perturbed. So they work on any ``transformers`` model, with frozen
+embeddings (``core.freeze``), adapters, gradient accumulation and mixed precision.
+
+Cost is stated per class, in extra forward and backward passes over the plain step (forward
+plus backward). A backward to the embeddings only (no weight gradients) is counted as about a
+third of a pass, a forward as a third, a full backward as two thirds. When a method starts from
+a zero perturbation, its first gradient comes from the clean pass the step runs anyway (the
+gradient with respect to the clean embedding output), which saves one forward.
+
+Example::
+
+    import augreg
+
+    pipe = augreg.Pipeline(..., regularize=[{"name": "adversarial.fgm", "epsilon": 1.0}])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+import augreg
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; importing this module stays light
+    import torch
+    from torch import nn
+
+    from augreg.context import StepContext
+
+LossFn = Callable[[Any], "torch.Tensor"]
+
+# Cost units, in plain-step passes (forward + backward = 1): see the module docstring.
+_FORWARD = 1 / 3
+_TO_EMBEDDINGS = 1 / 3
+_BACKWARD = 2 / 3
+
+
+def _cost(*, probes: int, reused: bool, trained: int, shared: int = 0, forwards: int = 0) -> float:
+    """Declared extra passes of a method (rounded to 0.01).
+
+    Args:
+        probes: Gradients taken with respect to the perturbation (backward to the embeddings).
+        reused: The first probe is the clean pass (zero start): its forward is free.
+        trained: Perturbed passes whose loss is in the term (forward and full backward).
+        shared: How many trained passes are also probes (their forward is counted once).
+        forwards: Forwards without any backward (SMART's teacher).
+    """
+    cost = probes * (_FORWARD + _TO_EMBEDDINGS) - (_FORWARD if reused else 0.0)
+    cost += trained * (_FORWARD + _BACKWARD) - shared * _FORWARD + forwards * _FORWARD
+    return round(cost, 2)
+
+
+# -- options -----------------------------------------------------------------------------------
+
+
+class BallOptions(augreg.Regularizer.Options):
+    """Where the perturbation lives: its norm ball, what one ball covers, how it starts."""
+
+    epsilon: float = Field(
+        1.0, gt=0, le=100, description="Radius of the norm ball the perturbation stays in."
+    )
+    norm: Literal["l2", "linf"] = Field(
+        "l2", description="Norm of the ball: l2, or linf (bound on every entry, sign steps)."
+    )
+    normalize: Literal["token", "sequence"] = Field(
+        "sequence",
+        description="L2 ball (and gradient normalization) per token or per sequence; "
+        "linf is per entry either way.",
+    )
+    random_init: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="Magnitude of a random start (0: start at zero; true: epsilon).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _random_init_true_means_epsilon(cls, data: Any) -> Any:
+        """``random_init = true`` starts anywhere in the ball (Madry et al.); false at zero."""
+        if isinstance(data, dict) and isinstance(data.get("random_init"), bool):
+            eps = data.get("epsilon", cls.model_fields["epsilon"].default)
+            data = {**data, "random_init": eps if data["random_init"] else 0.0}
+        return data
+
+
+class AscentOptions(BallOptions):
+    """A ball plus projected gradient ascent in it."""
+
+    step_size: float = Field(
+        0.3, gt=0, le=100, description="alpha: length of one ascent step (in the chosen norm)."
+    )
+    steps: int = Field(3, ge=1, le=20, description="K: number of ascent steps.")
+
+
+# -- the shared machinery ----------------------------------------------------------------------
+
+
+class _EmbeddingAttack(augreg.Regularizer):
+    """Shared steps of the methods: masks, random starts, gradient probes, cost."""
+
+    options: BallOptions
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The cost depends on the options (steps, random start): the class attribute states it
+        # for the defaults, the instance for its own options (summed in the run's metrics).
+        self.extra_passes = self.declared_passes()  # type: ignore[misc]
+
+    def declared_passes(self) -> float:
+        """Extra forward+backward passes per step for these options."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _mask(ctx: StepContext) -> torch.Tensor:
+        from augreg_adversarial.geometry import token_mask
+
+        return token_mask(ctx.attention_mask)
+
+    def _start(self, ctx: StepContext, mask: torch.Tensor) -> torch.Tensor | None:
+        """The random start, or None for a zero start."""
+        from augreg_adversarial.geometry import random_start
+
+        o = self.options
+        if o.random_init == 0:
+            return None
+        emb = ctx.embeddings
+        return random_start(emb, mask, o.norm, o.normalize, o.random_init).to(emb.device)
+
+    @staticmethod
+    def _probe(
+        ctx: StepContext, delta: torch.Tensor | None, fn: LossFn, *, keep_graph: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``fn(outputs)`` at perturbation ``delta`` (None: zero) and its gradient wrt ``delta``.
+
+        At zero, the clean pass is reused when its embedding output is in the graph (not with
+        frozen embeddings): its graph is kept for the step's backward. ``keep_graph`` keeps the
+        perturbed pass's graph, for a term that trains on this loss too (FreeLB).
+        """
+        import torch
+
+        if delta is None and ctx.embeddings.requires_grad:
+            loss = fn(ctx.outputs)
+            return loss, ctx.perturbation_grad(loss, ctx.embeddings, retain_graph=True)
+        emb = ctx.embeddings
+        start = (
+            torch.zeros(emb.shape, device=emb.device, dtype=torch.float32)
+            if delta is None
+            else delta.detach()
+        )
+        leaf = start.clone().requires_grad_(True)
+        loss = fn(ctx.forward(perturbation=leaf))
+        return loss, ctx.perturbation_grad(loss, leaf, retain_graph=keep_graph)
+
+    def _ascend(
+        self, delta: torch.Tensor | None, grad: torch.Tensor, mask: torch.Tensor, step: float
+    ) -> torch.Tensor:
+        from augreg_adversarial.geometry import ascend
+
+        o = self.options
+        return ascend(delta, grad, mask, o.norm, o.normalize, step, o.epsilon)
+
+
+class FGM(_EmbeddingAttack):
+    """Fast gradient method: the task loss at one normalized gradient step in embedding space.
+
+    ``delta = epsilon * g / ||g||`` (L2, per sequence by default; ``sign(g)`` for linf), with
+    ``g`` the gradient of the task loss with respect to the input embeddings, then the term is
+    the task loss on the perturbed pass. With ``random_init`` the gradient is taken at a random
+    start and the step projected back to the ball.
+
+    Paper: Miyato et al. 2017, Adversarial Training Methods for Semi-Supervised Text
+    Classification.
+
+    Cost: about 1.33 extra passes from a zero start (one backward to the embeddings on the
+    clean pass, one perturbed forward and backward); 1.67 with a random start.
+    """
+
+    name = "adversarial.fgm"
+    paper = (
+        "Miyato et al. 2017, Adversarial Training Methods for Semi-Supervised Text Classification"
+    )
+    extra_passes: ClassVar[float] = _cost(probes=1, reused=True, trained=1)
+
+    class Options(BallOptions):
+        pass
+
+    options: Options
+
+    def declared_passes(self) -> float:
+        return _cost(probes=1, reused=self.options.random_init == 0, trained=1)
+
+    def attack(self, ctx: StepContext) -> torch.Tensor:
+        """The adversarial perturbation (float32, detached, zero on padding)."""
+        mask = self._mask(ctx)
+        start = self._start(ctx, mask)
+        _, grad = self._probe(ctx, start, ctx.task_loss, keep_graph=False)
+        return self._ascend(start, grad, mask, self.options.epsilon)
+
+    def loss(self, ctx: StepContext) -> torch.Tensor:
+        return ctx.task_loss(ctx.forward(perturbation=self.attack(ctx)))
+
+
+class PGD(_EmbeddingAttack):
+    """Projected gradient descent: the task loss after K projected ascent steps.
+
+    From the start (zero, or random with ``random_init``), K times: take the gradient of the
+    task loss with respect to the perturbation, step ``step_size`` along its normalized
+    direction, project back onto the ``epsilon`` ball. The term is the task loss at the final
+    perturbation.
+
+    Paper: Madry et al. 2018, Towards Deep Learning Models Resistant to Adversarial Attacks.
+
+    Cost: K gradient probes (forward and backward to the embeddings; the first is free of
+    forward from a zero start) plus one perturbed forward and backward: about 2.67 extra
+    passes for K = 3 from zero, 0.67 K + 1 in general.
+    """
+
+    name = "adversarial.pgd"
+    paper = "Madry et al. 2018, Towards Deep Learning Models Resistant to Adversarial Attacks"
+    extra_passes: ClassVar[float] = _cost(probes=3, reused=True, trained=1)
+
+    class Options(AscentOptions):
+        pass
+
+    options: Options
+
+    def declared_passes(self) -> float:
+        o = self.options
+        return _cost(probes=o.steps, reused=o.random_init == 0, trained=1)
+
+    def attack(self, ctx: StepContext) -> torch.Tensor:
+        """The final perturbation (float32, detached, inside the ball, zero on padding)."""
+        mask = self._mask(ctx)
+        delta = self._start(ctx, mask)
+        for _ in range(self.options.steps):
+            _, grad = self._probe(ctx, delta, ctx.task_loss, keep_graph=False)
+            delta = self._ascend(delta, grad, mask, self.options.step_size)
+        assert delta is not None
+        return delta
+
+    def loss(self, ctx: StepContext) -> torch.Tensor:
+        return ctx.task_loss(ctx.forward(perturbation=self.attack(ctx)))
+
+
+class FreeLB(_EmbeddingAttack):
+    """FreeLB: the task loss averaged over K ascent steps, each trained on ("free" steps).
+
+    From a random start of magnitude ``random_init``, K passes at perturbations
+    ``delta_0 .. delta_{K-1}``; each pass's task loss enters the term (the term is their mean,
+    so the step's backward accumulates the weight gradients of all K passes, as in the paper)
+    and its gradient moves the perturbation one projected step of ``step_size``.
+
+    Paper: Zhu et al. 2020, FreeLB: Enhanced Adversarial Training for Natural Language
+    Understanding.
+
+    Cost: K perturbed forwards and backwards plus K - 1 backwards to the embeddings: about
+    3.67 extra passes for K = 3 (1.33 K - 0.33). The K graphs are kept until the step's
+    backward, so activation memory grows with K.
+    """
+
+    name = "adversarial.freelb"
+    paper = (
+        "Zhu et al. 2020, FreeLB: Enhanced Adversarial Training for Natural Language Understanding"
+    )
+    extra_passes: ClassVar[float] = _cost(probes=2, reused=False, trained=3, shared=2)
+
+    class Options(AscentOptions):
+        step_size: float = Field(
+            0.1, gt=0, le=100, description="alpha: length of one ascent step (adv-lr)."
+        )
+        random_init: float = Field(
+            0.6,
+            ge=0,
+            le=100,
+            description="Magnitude of the random start (adv-init-mag; 0: start at zero; "
+            "true: epsilon).",
+        )
+
+    options: Options
+
+    def declared_passes(self) -> float:
+        k = self.options.steps
+        if self.options.random_init == 0 and k > 1:
+            # The first pass is the clean one: its forward and backward are the step's own.
+            return _cost(probes=k - 1, reused=True, trained=k - 1, shared=k - 2)
+        return _cost(probes=k - 1, reused=False, trained=k, shared=k - 1)
+
+    def loss(self, ctx: StepContext) -> torch.Tensor:
+        import torch
+
+        mask = self._mask(ctx)
+        delta = self._start(ctx, mask)
+        losses: list[torch.Tensor] = []
+        for k in range(self.options.steps):
+            if k == self.options.steps - 1:  # the last step's gradient would be unused
+                start = delta if delta is not None else ctx.zeros_like_embeddings()
+                losses.append(ctx.task_loss(ctx.forward(perturbation=start)))
+                break
+            loss, grad = self._probe(ctx, delta, ctx.task_loss, keep_graph=True)
+            losses.append(loss)
+            delta = self._ascend(delta, grad, mask, self.options.step_size)
+        return torch.stack(losses).mean()
+
+
+class SMART(_EmbeddingAttack):
+    """SMART: smoothness-inducing adversarial regularizer plus a Bregman proximal point term.
+
+    Adversarial part (``weight``): symmetric KL between the clean predictions and the
+    predictions at a perturbation found by ``steps`` projected ascent steps on that KL, from a
+    small random start (``random_init``). Proximal part (``proximal_weight``): symmetric KL
+    between the clean predictions and those of a momentum teacher, an EMA copy of the model
+    (``beta``) built at the first step and kept in ``ctx.state[name]``; it runs without
+    dropout and without gradient, and moves toward the model after each call:
+    ``teacher = beta * teacher + (1 - beta) * model``. Under gradient accumulation it moves once
+    per micro-batch. The step multiplies the term by ``weight``, so the term returned is
+    ``adversarial + (proximal_weight / weight) * proximal``.
+
+    Paper: Jiang et al. 2020, SMART: Robust and Efficient Fine-Tuning for Pre-trained Natural
+    Language Models through Principled Regularized Optimization.
+
+    Cost: per ascent step one forward and backward to the embeddings, plus one perturbed
+    forward and backward, plus one teacher forward without gradient: about 2.0 extra passes
+    for 1 step. Memory: a second copy of the model (the teacher).
+    """
+
+    name = "adversarial.smart"
+    paper = (
+        "Jiang et al. 2020, SMART: Robust and Efficient Fine-Tuning for Pre-trained Natural "
+        "Language Models through Principled Regularized Optimization"
+    )
+    extra_passes: ClassVar[float] = _cost(probes=1, reused=False, trained=1, forwards=1)
+
+    class Options(AscentOptions):
+        weight: float = Field(
+            1.0,
+            ge=0,
+            le=1e4,
+            description="lambda_s: weight of the adversarial KL (0 turns SMART off entirely).",
+        )
+        epsilon: float = Field(
+            1e-3, gt=0, le=100, description="Radius of the ball the perturbation stays in."
+        )
+        norm: Literal["l2", "linf"] = Field(
+            "linf", description="Norm of the ball: linf (the paper's) or l2."
+        )
+        step_size: float = Field(
+            1e-3, gt=0, le=100, description="eta: length of one ascent step on the KL."
+        )
+        steps: int = Field(1, ge=1, le=20, description="T_x: number of ascent steps on the KL.")
+        random_init: float = Field(
+            1e-5,
+            gt=0,
+            le=100,
+            description="Magnitude of the random start (> 0: the KL's gradient at zero is zero;"
+            " true: epsilon).",
+        )
+        proximal_weight: float = Field(
+            1.0, ge=0, le=1e4, description="mu: weight of the proximal KL to the EMA teacher."
+        )
+        beta: float = Field(
+            0.99, ge=0, lt=1, description="Momentum of the EMA teacher (0: the previous model)."
+        )
+
+        @model_validator(mode="after")
+        def _weight_zero_turns_everything_off(self) -> SMART.Options:
+            if self.weight == 0 and self.proximal_weight > 0:
+                raise ValueError(
+                    "weight = 0 turns adversarial.smart off entirely (the step skips terms of "
+                    "weight 0), proximal term included; set weight > 0, or remove the component"
+                )
+            return self
+
+    options: Options
+
+    def declared_passes(self) -> float:
+        return _cost(probes=self.options.steps, reused=False, trained=1, forwards=1)
+
+    @staticmethod
+    def _labelled(ctx: StepContext, logits: torch.Tensor) -> torch.Tensor | None:
+        """Positions whose prediction is compared: labelled tokens, or None (sequences)."""
+        if logits.dim() == 3:
+            return ctx.labels.reshape(-1) != -100
+        return None
+
+    def teacher(self, ctx: StepContext) -> nn.Module:
+        """The EMA teacher of this run, built from the model at the first call."""
+        import copy
+
+        from augreg.context import unwrap_model
+
+        teacher: nn.Module | None = ctx.state.get(self.name)
+        if teacher is None:
+            teacher = copy.deepcopy(unwrap_model(ctx.model))
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+                p.grad = None
+            teacher.eval()
+            ctx.state[self.name] = teacher
+        return teacher
+
+    def update_teacher(self, ctx: StepContext) -> None:
+        """Move the teacher toward the model: ``t = beta * t + (1 - beta) * model``."""
+        import torch
+
+        from augreg.context import unwrap_model
+
+        teacher = self.teacher(ctx)
+        student = unwrap_model(ctx.model)
+        with torch.no_grad():
+            params = dict(student.named_parameters())
+            for name, t in teacher.named_parameters():
+                s = params.get(name)
+                if s is not None:
+                    t.lerp_(s.detach().to(t.dtype), 1.0 - self.options.beta)
+            buffers = dict(student.named_buffers())
+            for name, b in teacher.named_buffers():
+                sb = buffers.get(name)
+                if sb is not None and sb.shape == b.shape:
+                    b.copy_(sb)
+
+    def attack(self, ctx: StepContext) -> torch.Tensor:
+        """The perturbation that most changes the predictions (float32, detached)."""
+        from augreg.builtins.regularizers import symmetric_kl
+
+        mask = self._mask(ctx)
+        clean = ctx.logits.detach()
+        labelled = self._labelled(ctx, clean)
+
+        def divergence(outputs: Any) -> torch.Tensor:
+            return symmetric_kl(outputs.logits, clean, labelled)
+
+        delta = self._start(ctx, mask)
+        for _ in range(self.options.steps):
+            _, grad = self._probe(ctx, delta, divergence, keep_graph=False)
+            delta = self._ascend(delta, grad, mask, self.options.step_size)
+        assert delta is not None
+        return delta
+
+    def loss(self, ctx: StepContext) -> torch.Tensor:
+        import torch
+
+        from augreg.builtins.regularizers import symmetric_kl
+
+        o = self.options
+        labelled = self._labelled(ctx, ctx.logits)
+        perturbed = ctx.forward(perturbation=self.attack(ctx)).logits
+        term = symmetric_kl(perturbed, ctx.logits, labelled)
+        if o.proximal_weight > 0:
+            teacher = self.teacher(ctx)
+            with torch.no_grad():
+                reference = ctx.forward(model=teacher, dropout=False).logits
+            proximal = symmetric_kl(ctx.logits, reference, labelled)
+            ratio = o.proximal_weight / o.weight if o.weight > 0 else o.proximal_weight
+            term = term + ratio * proximal
+            self.update_teacher(ctx)
+        return term
