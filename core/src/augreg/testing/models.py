@@ -7,6 +7,8 @@ BERT encoders of width 32, with dropout, seeded: building one takes milliseconds
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import string
 import tempfile
 from functools import lru_cache
@@ -37,6 +39,7 @@ def _vocab_dir() -> str:
     vocab += chars + ["##" + c for c in string.ascii_lowercase + string.digits]
     vocab += [w for w in dict.fromkeys(_WORDS) if w not in vocab]
     folder = Path(tempfile.mkdtemp(prefix="augreg-tiny-tok-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # one folder per process
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     return str(folder)
 
