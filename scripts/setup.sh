@@ -22,7 +22,7 @@ export PIP_CONSTRAINT="$constraints" PIP_DISABLE_PIP_VERSION_CHECK=1
 python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 python -m pip install -q "$torch_spec" 2>&1 | grep -v "^WARNING: Location" || true
 
-packages=(-e "core[testing,minilm]" -e examples/augreg-hello)
+packages=(-e "core[testing,minilm,bench]" -e examples/augreg-hello)
 for plugin in plugins/*/; do
   [ -f "$plugin/pyproject.toml" ] && packages+=(-e "$plugin")
 done

@@ -18,6 +18,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from augreg import recipes
 from augreg.components import (
     KINDS,
     TASKS,
@@ -86,19 +87,7 @@ def create(name: str, /, **options: Any) -> Component:
     host = default_host()
     info = host.find(name)
     if info is None:
-        import difflib
-
-        names = host.names()
-        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-        msg = f"augreg: {name!r}: unknown component."
-        if close:
-            msg += f" Did you mean {close[0]!r}?"
-        from augreg.host import KNOWN_DISTRIBUTIONS
-
-        dist = KNOWN_DISTRIBUTIONS.get(name.split(".", 1)[0])
-        if dist is not None:
-            msg += f" It is provided by {dist}: pip install {dist}"
-        raise UnknownComponentError(msg + "\n  Installed: " + ", ".join(names))
+        raise UnknownComponentError(host.unknown_message(None, name))
     return info.cls(options)
 
 
@@ -138,5 +127,6 @@ __all__ = [
     "derive_seed",
     "hookimpl",
     "load_config",
+    "recipes",
     "training_step",
 ]

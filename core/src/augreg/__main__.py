@@ -2,4 +2,6 @@
 
 from augreg.cli import main
 
-main()
+# Guarded: a bench's spawned run processes import this module again as ``__mp_main__``.
+if __name__ == "__main__":
+    main()

@@ -2,8 +2,9 @@
 
 Commands: ``run`` (train and evaluate a pipeline config, write a run folder), ``validate``
 (check a config without loading any model), ``plugins`` (installed components by kind),
-``augment`` (apply a config's data stage, or one component, to a file) and ``check-plugin``
-(run the conformance kit against an installed plugin distribution).
+``augment`` (apply a config's data stage, or one component, to a file), ``bench`` (compare
+variants of a pipeline over seeds) and ``check-plugin`` (run the conformance kit against an
+installed plugin distribution).
 """
 
 from __future__ import annotations
@@ -222,6 +223,169 @@ def augment(
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     tmp.replace(output_file)  # atomic: never a half-written output
     out.print(f"augreg: wrote {len(result)} examples to {output_file}")
+
+
+def _parse_seeds(value: str | None) -> list[int] | int | None:
+    if value is None:
+        return None
+    try:
+        items = [int(x) for x in value.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise typer.BadParameter(
+            f"--seeds takes a number (5: seeds 1..5) or a list (1,2,7), got {value!r}"
+        ) from None
+    if not items:
+        raise typer.BadParameter("--seeds is empty; give a number or a list")
+    return items[0] if len(items) == 1 and "," not in value else items
+
+
+@app.command()
+def bench(
+    spec: Annotated[Path, typer.Argument(help="Bench spec (TOML or YAML); see docs/bench.md.")],
+    ablate: Annotated[
+        bool, typer.Option(help="Add one variant per base component, with it removed.")
+    ] = False,
+    jobs: Annotated[
+        int, typer.Option(min=1, help="Runs at once, each in its own process (one per GPU).")
+    ] = 1,
+    seeds: Annotated[
+        str | None, typer.Option(help="Override the spec's seeds: 5 (1..5) or 1,2,7.")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Bench folder (default: the spec's).")] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(help="Run only this variant (repeatable); the base always runs."),
+    ] = None,
+    skip_missing: Annotated[
+        bool | None,
+        typer.Option(
+            "--skip-missing/--no-skip-missing",
+            help="Skip variants whose plugin is not installed, with a warning.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="Validate and show the plan (runs done and to do); run nothing.")
+    ] = False,
+    report_only: Annotated[
+        bool, typer.Option(help="Write the summary from the finished runs; run nothing.")
+    ] = False,
+    in_process: Annotated[
+        bool,
+        typer.Option(help="Run in this process, one at a time (debugging; memory not per run)."),
+    ] = False,
+) -> None:
+    """Compare variants of a pipeline over seeds: intervals, paired tests, costs, plots."""
+    from augreg.bench import load_records, load_spec, plan_jobs, require_matplotlib
+
+    try:
+        plan = load_spec(
+            spec,
+            ablate=ablate or None,
+            seeds=_parse_seeds(seeds),
+            skip_missing=skip_missing,
+            output_dir=output,
+        )
+        for name in variant or []:
+            plan.variant(name)
+    except KeyError as exc:
+        _fail(AugregError(str(exc.args[0])), 2)
+        return
+    except AugregError as exc:
+        _fail(exc, 2)
+        return
+    for warning in plan.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}")
+    for name, reason in plan.skipped:
+        err.print(f"[yellow]warning:[/yellow] variant {name!r} skipped: {reason}")
+    records, problems = load_records(plan.folder)
+    for problem in problems:
+        err.print(f"[yellow]warning:[/yellow] {problem}")
+    jobs_all = plan_jobs(plan, variant)
+    done = {j.key for j in jobs_all if j.key in records}
+    table = Table(title=f"augreg bench {plan.name}: {plan.folder}")
+    for col in ("variant", "components", "config", "runs done"):
+        table.add_column(col)
+    for v in plan.variants:
+        mine = [j for j in jobs_all if v.name in j.variants]
+        table.add_row(
+            v.name,
+            ", ".join(v.components) or "(none)",
+            v.hash,
+            f"{sum(j.key in done for j in mine)}/{len(mine)}" if mine else "not selected",
+        )
+    out.print(table)
+    todo = len(jobs_all) - len(done)
+    out.print(f"seeds {', '.join(map(str, plan.seeds))}; {todo} run(s) to do, {len(done)} done")
+    if dry_run:
+        return
+    try:
+        require_matplotlib()
+    except AugregError as exc:
+        _fail(exc, 2)
+        return
+    failed: dict[str, str] = {}
+    if not report_only and todo:
+        failed = _bench_runs(plan, jobs, variant, in_process, todo)
+    from augreg.bench import write_reports
+
+    try:
+        paths = write_reports(plan)
+    except AugregError as exc:
+        _fail(exc, 2)
+        return
+    out.print(f"augreg: wrote {paths['summary.md']} and {paths['summary.html']}")
+    if failed:
+        for key, detail in failed.items():
+            err.print(f"[red]failed[/red] {key}: {detail}")
+        err.print(
+            f"augreg: {len(failed)} run(s) failed; their logs are in {plan.folder / 'runs'}. "
+            "Fix the cause and run the same command again: finished runs are kept."
+        )
+        raise typer.Exit(1)
+
+
+def _bench_runs(
+    plan: Any, jobs: int, variant: list[str] | None, in_process: bool, todo: int
+) -> dict[str, str]:
+    """Run the bench under a rich progress display; return the failed runs."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from augreg.bench import RunJob, run_bench
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        overall = progress.add_task(f"bench {plan.name}", total=todo)
+        running: dict[str, Any] = {}
+
+        def report(event: str, job: RunJob, detail: str) -> None:
+            if event == "start":
+                running[job.key] = progress.add_task(f"  {job.label}", total=None)
+                return
+            task_id = running.pop(job.key, None)
+            if task_id is not None:
+                progress.remove_task(task_id)
+            progress.advance(overall)
+            if event == "done":
+                progress.console.print(f"done {job.label} ({detail} s)")
+            else:
+                progress.console.print(f"[red]failed[/red] {job.label}: {detail}")
+
+        outcome = run_bench(plan, jobs=jobs, only=variant, isolate=not in_process, report=report)
+    return outcome.failed
 
 
 @app.command("check-plugin")

@@ -311,6 +311,7 @@ def validate(
     host = host or default_host()
     problems: list[Problem] = []
     data = dict(raw)
+    problems.extend(expand_recipes(data, host))
 
     # Components first: their specs are normalized before the structural validation.
     specs: dict[str, list[dict[str, Any]]] = {}
@@ -459,6 +460,47 @@ def validate(
         raise ConfigError(source, problems)
     assert cfg is not None
     return cfg
+
+
+def expand_recipes(data: dict[str, Any], host: PluginHost) -> list[Problem]:
+    """Replace a config's ``recipe`` key (a name or a list) by the recipes' components.
+
+    Each component is appended to the section of its kind, after the config's own, so the
+    resolved config names every component. Returns the problems (unknown recipe, recipe
+    component not installed); ``data`` is changed in place.
+    """
+    from augreg import recipes
+    from augreg.host import _SECTION
+
+    given = data.pop("recipe", None)
+    if given is None:
+        return []
+    chosen = [given] if isinstance(given, str) else given
+    if not isinstance(chosen, list) or not all(isinstance(n, str) for n in chosen):
+        return [Problem("recipe", f"must be a recipe name or a list of names, got {given!r}")]
+    problems: list[Problem] = []
+    for name in chosen:
+        if name not in recipes.names():
+            problems.append(Problem("recipe", recipes.unknown_message(name)))
+            continue
+        for spec in recipes.get(name).specs():
+            info = host.find(spec["name"])
+            if info is None:
+                msg, hint = host.unknown_hint(None, spec["name"])
+                problems.append(
+                    Problem(
+                        f"recipe {name!r}",
+                        f"needs a component that is not installed: {msg}",
+                        component=spec["name"],
+                        hint=tuple(hint),
+                    )
+                )
+                continue
+            section = _SECTION[info.kind]
+            items = data.get(section) or []
+            items = [items] if isinstance(items, (str, Mapping)) else list(items)
+            data[section] = [*items, spec]
+    return problems
 
 
 def _task_type(task: Any) -> str | None:

@@ -244,16 +244,20 @@ class PluginHost:
             return info
         raise UnknownComponentError(self.unknown_message(kind, name))
 
-    def unknown_hint(self, kind: Kind, name: str) -> tuple[str, list[str]]:
-        """Return (message, hint lines) for an unknown component name."""
+    def unknown_hint(self, kind: Kind | None, name: str) -> tuple[str, list[str]]:
+        """Return (message, hint lines) for an unknown component name.
+
+        ``kind=None`` looks among components of every kind (a bench variant adds a component
+        without saying its kind).
+        """
         other = self.find(name)
-        if other is not None:
+        if other is not None and kind is not None:
             return (
                 f"is {_a(other.kind)}, not {_a(kind)}; move it to the "
                 f"{_SECTION[other.kind]} section.",
                 [],
             )
-        msg = f"unknown {kind}."
+        msg = f"unknown {kind or 'component'}."
         close = difflib.get_close_matches(name, self.names(kind), n=1, cutoff=0.6)
         if close:
             msg += f" Did you mean {close[0]!r}?"
@@ -267,7 +271,7 @@ class PluginHost:
         hints.append("Installed: " + (", ".join(installed) if installed else "(none)"))
         return msg, hints
 
-    def unknown_message(self, kind: Kind, name: str) -> str:
+    def unknown_message(self, kind: Kind | None, name: str) -> str:
         msg, hints = self.unknown_hint(kind, name)
         return "\n".join([f"augreg: {name!r}: {msg}", *(f"  {h}" for h in hints)])
 

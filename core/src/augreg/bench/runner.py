@@ -1,0 +1,362 @@
+"""Running a bench: every (variant, seed) once, in fresh processes, resumable, in parallel.
+
+The bench folder holds, under ``runs/``, one record per finished run, ``<hash>-s<seed>.json``,
+written atomically after the run's metrics: a run that was killed or failed leaves no record,
+so it is run again next time, and a second invocation runs only what has no record (adding
+seeds adds only the new runs). Beside each record: the run folder ``<hash>-s<seed>/`` (config,
+metrics, lock; no weights), the run's log ``<hash>-s<seed>.log`` and, after a failure,
+``<hash>-s<seed>.error.txt``.
+
+Each run goes in a fresh process (``spawn``): its peak memory is its own, and a crash or a leak
+stays there. ``jobs`` runs go at once; on CPU the cores are split between them (torch threads);
+with GPUs, each run gets one GPU (``CUDA_VISIBLE_DEVICES``) and at most one run per GPU goes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from augreg.bench.spec import BenchPlan, config_hash
+from augreg.config import SECTIONS, set_dotted, validate
+
+__all__ = ["BenchOutcome", "RunJob", "execute", "load_records", "plan_jobs", "run_bench"]
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One (config, seed) run of a bench; plain data, so it crosses process boundaries.
+
+    Attributes:
+        config_hash: Hash of the variant's resolved config (see :func:`config_hash`).
+        seed: The seed: training subset, head initialisation, data order, augmentation rng.
+        variants: Names of the variants that share this config.
+        config: The variant's resolved config, file layout, data paths absolute.
+        folder: The bench's ``runs`` folder.
+        threads: torch threads of the run process (None: torch's default).
+        device: The GPU given to the run process (None: CPU, or every visible GPU).
+    """
+
+    config_hash: str
+    seed: int
+    variants: tuple[str, ...]
+    config: dict[str, Any]
+    folder: str
+    threads: int | None = None
+    device: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.config_hash}-s{self.seed}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.folder) / self.key
+
+    @property
+    def record_path(self) -> Path:
+        return Path(self.folder) / f"{self.key}.json"
+
+    @property
+    def error_path(self) -> Path:
+        return Path(self.folder) / f"{self.key}.error.txt"
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.folder) / f"{self.key}.log"
+
+    @property
+    def label(self) -> str:
+        return f"{'='.join(self.variants)} s{self.seed}"
+
+
+@dataclass
+class BenchOutcome:
+    """What one invocation did: runs finished now, failed (key -> error), already done."""
+
+    ran: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    already_done: int = 0
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)  # a record is whole or absent, never half written
+
+
+def load_records(folder: str | Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Finished runs of a bench folder, by key, and warnings about unreadable records."""
+    runs = Path(folder) / "runs"
+    records: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+    for path in sorted(runs.glob("*-s*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            warnings.append(f"{path}: unreadable record ({exc}); it will be run again")
+            continue
+        if not isinstance(record, dict) or record.get("key") != path.stem:
+            warnings.append(f"{path}: not a bench record of this name; ignored")
+            continue
+        records[path.stem] = record
+    return records, warnings
+
+
+def plan_jobs(plan: BenchPlan, only: Sequence[str] | None = None) -> list[RunJob]:
+    """Every run of the plan (finished or not), seed-major; ``only`` limits the variants."""
+    configs = {v.hash: v.config for v in plan.variants}
+    folder = str(plan.folder / "runs")
+    return [
+        RunJob(h, seed, tuple(names), _job_config(configs[h].to_dict()), folder)
+        for h, seed, names in plan.runs(only)
+    ]
+
+
+def _job_config(raw: dict[str, Any]) -> dict[str, Any]:
+    # Bookkeeping only: none of these is in the config hash.
+    train = raw.setdefault("train", {})
+    train.update(progress=False, save_model=False)
+    return raw
+
+
+def execute(job: RunJob) -> dict[str, Any]:
+    """Run one job in this process and write its record; return the record.
+
+    A run folder left by a killed run is removed first. The record is written last, and
+    atomically, so a run stopped at any point before leaves none.
+    """
+    from augreg.pipeline import Pipeline, installed_distributions
+
+    if job.run_dir.exists():
+        shutil.rmtree(job.run_dir)
+    job.error_path.unlink(missing_ok=True)
+    raw = json.loads(json.dumps(job.config))
+    set_dotted(raw, "train.seed", job.seed)
+    set_dotted(raw, "train.run_name", job.key)
+    set_dotted(raw, "train.output_dir", job.folder)
+    cfg = validate(raw, source=f"bench run {job.key}")
+    if config_hash(cfg) != job.config_hash:
+        raise RuntimeError(
+            f"augreg: bench run {job.key}: the config hashes to {config_hash(cfg)}, not "
+            f"{job.config_hash}; an installed plugin changed its option defaults since the "
+            "plan was made. Run the bench again."
+        )
+    started = datetime.now(timezone.utc)
+    result = Pipeline.from_validated(cfg).run(job.folder)
+    t = result.train
+    record: dict[str, Any] = {
+        "key": job.key,
+        "config_hash": job.config_hash,
+        "seed": job.seed,
+        "variants": list(job.variants),
+        "components": [s.name for section in SECTIONS for s in getattr(cfg, section)],
+        "metrics": result.metrics,
+        "wall_seconds": t["wall_seconds"],
+        "train_seconds": t["train_seconds"],
+        "seconds_per_step": t["seconds_per_step"],
+        "steps": t["steps"],
+        "peak_memory_mb": t["peak_memory_mb"],
+        "train_examples": t["train_examples"],
+        "extra_passes": t["extra_passes"],
+        "trainable_parameters": t["trainable_parameters"],
+        "threads": job.threads,
+        "device": job.device,
+        "run_dir": str(result.run_dir),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": installed_distributions(),
+        "config": job.config,
+    }
+    _write_json_atomic(job.record_path, record)
+    return record
+
+
+def _child(job: RunJob) -> None:
+    """Entry of a run process: pin the device and threads, send output to the log, run."""
+    if job.device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = job.device  # before torch is imported
+    if job.threads is not None:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(job.threads)
+    log = job.log_path.open("w", encoding="utf-8")
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+    try:
+        if job.threads is not None:
+            import torch
+
+            torch.set_num_threads(job.threads)
+        execute(job)
+    except BaseException as exc:
+        job.error_path.write_text(
+            f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}", encoding="utf-8"
+        )
+        log.flush()
+        raise SystemExit(1) from None
+    log.flush()
+
+
+def _visible_gpus() -> list[str]:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return []
+    if not torch.cuda.is_available():
+        return []
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env:
+        return [d.strip() for d in env.split(",") if d.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def slots_for(jobs: int, gpus: Sequence[str] | None = None) -> list[tuple[str | None, int | None]]:
+    """(device, torch threads) of each parallel slot.
+
+    With GPUs: one slot per GPU, at most ``jobs``. On CPU: ``jobs`` slots sharing the cores
+    (one slot keeps torch's default threads).
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    gpus = _visible_gpus() if gpus is None else list(gpus)
+    if gpus:
+        return [(g, None) for g in gpus[:jobs]]
+    if jobs == 1:
+        return [(None, None)]
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    return [(None, threads)] * jobs
+
+
+Reporter = Callable[[str, RunJob, str], None]
+
+
+def run_bench(
+    plan: BenchPlan,
+    *,
+    jobs: int = 1,
+    only: Sequence[str] | None = None,
+    isolate: bool = True,
+    report: Reporter | None = None,
+    gpus: Sequence[str] | None = None,
+) -> BenchOutcome:
+    """Run every (variant, seed) of the plan that has no record yet.
+
+    Args:
+        plan: The validated plan (:func:`augreg.bench.load_spec`).
+        jobs: Runs at once (each in its own process; on GPUs at most one per GPU).
+        only: Run only these variants (the base always runs: the comparisons need it).
+        isolate: Run each in a fresh process (default). False runs them one after the other
+            in this process (debugging and fast tests): peak memory then counts the whole
+            process, and ``jobs`` must be 1.
+        report: Called with ``(event, job, detail)``: ``start``, ``done`` (detail: the record's
+            seconds) or ``failed`` (detail: the error).
+        gpus: GPU ids to use (default: the visible ones); ``[]`` forces CPU.
+
+    Returns:
+        What ran now, what failed and how many were done before.
+    """
+    if not isolate and jobs != 1:
+        raise ValueError("run_bench: isolate=False runs in this process; use jobs=1")
+    (plan.folder / "runs").mkdir(parents=True, exist_ok=True)
+    records, _ = load_records(plan.folder)
+    every = plan_jobs(plan, only)
+    pending = [j for j in every if j.key not in records]
+    outcome = BenchOutcome(already_done=len(every) - len(pending))
+    _write_json_atomic(plan.folder / "plan.json", _plan_json(plan))
+
+    def emit(event: str, job: RunJob, detail: str = "") -> None:
+        if report is not None:
+            report(event, job, detail)
+
+    if not isolate:
+        for job in pending:
+            emit("start", job)
+            try:
+                record = execute(job)
+            except Exception as exc:
+                job.error_path.write_text(
+                    f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}", encoding="utf-8"
+                )
+                outcome.failed[job.key] = f"{type(exc).__name__}: {exc}"
+                emit("failed", job, outcome.failed[job.key])
+                continue
+            outcome.ran.append(job.key)
+            emit("done", job, f"{record['wall_seconds']:.1f}")
+        return outcome
+    _run_processes(pending, slots_for(jobs, gpus), outcome, emit)
+    return outcome
+
+
+def _run_processes(
+    pending: list[RunJob],
+    slots: list[tuple[str | None, int | None]],
+    outcome: BenchOutcome,
+    emit: Callable[[str, RunJob, str], None],
+) -> None:
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("spawn")  # fresh interpreters: no inherited torch or CUDA state
+    queue = list(pending)
+    free = list(range(len(slots)))
+    running: dict[int, tuple[Any, RunJob, int, float]] = {}
+    try:
+        while queue or running:
+            while queue and free:
+                slot = free.pop(0)
+                device, threads = slots[slot]
+                job = RunJob(**{**asdict(queue.pop(0)), "device": device, "threads": threads})
+                proc = ctx.Process(target=_child, args=(job,), name=f"augreg-bench-{job.key}")
+                proc.start()
+                running[proc.sentinel] = (proc, job, slot, time.perf_counter())
+                emit("start", job, "")
+            for sentinel in wait(list(running)):
+                assert isinstance(sentinel, int)
+                proc, job, slot, t0 = running.pop(sentinel)
+                proc.join()
+                free.append(slot)
+                if job.record_path.exists() and proc.exitcode == 0:
+                    outcome.ran.append(job.key)
+                    emit("done", job, f"{time.perf_counter() - t0:.1f}")
+                    continue
+                detail = (
+                    job.error_path.read_text(encoding="utf-8").splitlines()[0]
+                    if job.error_path.exists()
+                    else f"the run process exited with code {proc.exitcode} (see {job.log_path})"
+                )
+                outcome.failed[job.key] = detail
+                emit("failed", job, detail)
+    finally:
+        for proc, _, _, _ in running.values():  # interrupted: stop the runs, no record stays
+            proc.terminate()
+        for proc, _, _, _ in running.values():
+            proc.join(timeout=30)
+
+
+def _plan_json(plan: BenchPlan) -> dict[str, Any]:
+    return {
+        "name": plan.name,
+        "source": plan.source,
+        "seeds": plan.seeds,
+        "metric": plan.metric,
+        "variants": [
+            {
+                "name": v.name,
+                "description": v.description,
+                "config_hash": v.hash,
+                "components": v.components,
+            }
+            for v in plan.variants
+        ],
+        "skipped": [{"name": n, "reason": r} for n, r in plan.skipped],
+    }

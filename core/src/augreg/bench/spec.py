@@ -1,0 +1,519 @@
+"""The bench spec: a base pipeline, variants, seeds and evaluation sets, validated as a whole.
+
+A spec file (TOML or YAML)::
+
+    name = "sst2_500"
+    base = "../../examples/sst2_minilm.toml"   # a pipeline config, or an inline [base] table
+    base_name = "plain"
+    seeds = 5                                  # seeds 1..5, or a list: [1, 2, 7]
+    metric = "accuracy"                        # default: the task's (accuracy, or f1 for NER)
+    output_dir = "../../runs/bench/sst2_500"   # the bench folder (relative to this file)
+
+    [eval]                                     # replaces the base's test and extra sets
+    test = "../../../shared/data/sst2/test.jsonl"
+    cr = "../../../shared/data/cr/test.jsonl"
+
+    [[variants]]
+    name = "rdrop"
+    add = [{ name = "core.rdrop", weight = 1.0 }]
+
+    [[variants]]
+    name = "rdrop_light"
+    add = ["core.rdrop"]
+    replace = { "core.rdrop" = { weight = 0.3 }, train = { epochs = 3 } }
+
+    [[variants]]
+    name = "recipe"
+    recipe = "core_regularizers"
+
+A variant starts from the base and, in this order, removes components by name (``remove``),
+appends a recipe's components (``recipe``), appends components (``add``, each to the section of
+its kind) and merges options (``replace``: a component's options, or ``train``, ``data``,
+``model``, ``task`` settings). ``ablate = true`` (or ``augreg bench --ablate``) adds one
+variant per component of the base with that component removed (``without_<component>``).
+
+Every problem of the spec, the base and every variant is reported at once, in the format of
+:class:`augreg.ConfigError`. A variant whose components come from a plugin that is not installed
+is an error that names what to install, or, with ``skip_missing = true`` (``--skip-missing``),
+is skipped with a warning. Validation loads no model.
+
+Each (variant, seed) run is identified by the hash of the variant's resolved config (seed and
+bookkeeping settings left out) and the seed; variants with the same config share their runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from augreg.config import SECTIONS, PipelineConfig, expand_recipes, read_config_file, validate
+from augreg.errors import ConfigError, Problem
+from augreg.host import KNOWN_DISTRIBUTIONS, PluginHost, default_host
+from augreg.options import describe_validation_error
+
+__all__ = [
+    "BenchPlan",
+    "BenchSpec",
+    "Variant",
+    "VariantSpec",
+    "config_hash",
+    "load_spec",
+]
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+#: Settings that do not change what a run computes: left out of the config hash.
+UNHASHED_TRAIN = (
+    "seed",
+    "run_name",
+    "output_dir",
+    "progress",
+    "save_model",
+    "logging_steps",
+    "dataloader_workers",
+)
+REPLACEABLE = ("train", "data", "model", "task")
+DEFAULT_METRIC = {"sequence_classification": "accuracy", "token_classification": "f1"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VariantSpec(_Strict):
+    """One variant: what changes relative to the base."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=80, description="Variant name.")
+    description: str = Field("", description="One line shown in the summary.")
+    remove: list[str] = Field(default_factory=list, description="Base components to remove.")
+    recipe: str | None = Field(None, description="A named recipe whose components are added.")
+    add: list[str | dict[str, Any]] = Field(
+        default_factory=list, description="Components to add: names or {name = ..., options}."
+    )
+    replace: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Options to merge: per component name, or train/data/model/task settings.",
+    )
+
+
+class BenchSpec(_Strict):
+    """A whole bench: base pipeline, variants, seeds, evaluation sets and the bench folder."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=80, description="Bench name.")
+    description: str = Field("", description="What the bench measures (shown in the summary).")
+    base: str | dict[str, Any] = Field(
+        description="Path of a pipeline config, or an inline pipeline config table."
+    )
+    base_name: str = Field("base", pattern=NAME_PATTERN, description="Name of the base variant.")
+    seeds: list[int] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5],
+        description="A number of seeds (1..n) or a list of seeds.",
+    )
+    eval: dict[str, str | dict[str, Any]] | None = Field(
+        None, description="Evaluation sets: 'test' (in domain) and named extra sets."
+    )
+    metric: str | None = Field(None, description="Primary metric (default: the task's).")
+    percent: bool = Field(True, description="Show metrics x 100.")
+    variants: list[VariantSpec] = Field(default_factory=list, description="The variants.")
+    ablate: bool = Field(False, description="Add one variant per base component, removed.")
+    skip_missing: bool = Field(
+        False, description="Skip variants whose plugin is not installed, with a warning."
+    )
+    output_dir: str | None = Field(
+        None,
+        description="Bench folder, relative to the spec (default: runs/bench/<name> in the "
+        "current folder).",
+    )
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, int):
+            if v < 1 or v > 1000:
+                raise ValueError("a number of seeds must be between 1 and 1000")
+            return list(range(1, v + 1))
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seed_list(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("give at least one seed")
+        if any(s < 0 for s in v):
+            raise ValueError("seeds must be >= 0")
+        if len(set(v)) != len(v):
+            raise ValueError("seeds repeat; list each seed once")
+        return v
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A validated variant: its resolved pipeline config and the hash that keys its runs."""
+
+    name: str
+    description: str
+    config: PipelineConfig
+    hash: str
+
+    @property
+    def components(self) -> list[str]:
+        return [s.name for section in SECTIONS for s in getattr(self.config, section)]
+
+
+@dataclass
+class BenchPlan:
+    """What a bench runs: variants (the base first), seeds, metric and the bench folder."""
+
+    name: str
+    source: str
+    folder: Path
+    seeds: list[int]
+    metric: str
+    percent: bool
+    description: str
+    variants: list[Variant]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def base(self) -> Variant:
+        return self.variants[0]
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        close = difflib.get_close_matches(name, [v.name for v in self.variants], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise KeyError(
+            f"augreg: no variant {name!r} in {self.source}.{hint} "
+            f"Variants: {', '.join(v.name for v in self.variants)}"
+        )
+
+    def runs(self, only: Sequence[str] | None = None) -> list[tuple[str, int, list[str]]]:
+        """Unique (config hash, seed, variant names) to run, seed-major.
+
+        Seed-major: a bench stopped early has every variant on its first seeds, so its pairs
+        are complete. ``only`` limits the variants (the base is always included).
+        """
+        chosen = [
+            v for v in self.variants if only is None or v.name in only or v is self.variants[0]
+        ]
+        out: list[tuple[str, int, list[str]]] = []
+        for seed in self.seeds:
+            by_hash: dict[str, list[str]] = {}
+            for v in chosen:
+                by_hash.setdefault(v.hash, []).append(v.name)
+            out.extend((h, seed, names) for h, names in by_hash.items())
+        return out
+
+
+def config_hash(cfg: PipelineConfig) -> str:
+    """A 16-hex-digit hash of what a run computes: the resolved config without the seed.
+
+    Left out: the seed, the name, the base folder and bookkeeping (run name, output folder,
+    progress bars, saving the weights, logging steps, data loader workers, cache folder).
+    """
+    d = cfg.to_dict()
+    for key in ("name", "base_dir"):
+        d.pop(key, None)
+    for key in UNHASHED_TRAIN:
+        d["train"].pop(key, None)
+    d["data"].pop("cache_dir", None)
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def _absolute(source: Any, folder: Path) -> Any:
+    """A data source with its local path made absolute (resolved from ``folder``)."""
+    if isinstance(source, str):
+        p = Path(source).expanduser()
+        return str(p if p.is_absolute() else (folder / p).resolve())
+    if isinstance(source, Mapping) and isinstance(source.get("path"), str):
+        return {**source, "path": _absolute(source["path"], folder)}
+    return source
+
+
+def _absolute_config(cfg: PipelineConfig) -> dict[str, Any]:
+    """The config in file layout with every data path absolute, so runs can go anywhere."""
+    raw = cfg.to_dict()
+    base = Path(cfg.base_dir).resolve()
+    data = raw["data"]
+    for key in ("train", "validation", "test"):
+        if key in data:
+            data[key] = _absolute(data[key], base)
+    data["eval"] = {k: _absolute(v, base) for k, v in data.get("eval", {}).items()}
+    if data.get("cache_dir"):
+        data["cache_dir"] = _absolute(data["cache_dir"], base)
+    raw["base_dir"] = str(base)
+    return raw
+
+
+def _prefix(problems: Sequence[Problem], where: str) -> list[Problem]:
+    return [
+        Problem(f"{where} {p.where}", p.message, p.component, p.origin, p.hint) for p in problems
+    ]
+
+
+def _missing_plugin(name: str, host: PluginHost) -> str | None:
+    """What to install when ``name`` belongs to a plugin that is not loaded, else None."""
+    prefix = name.split(".", 1)[0]
+    if host.find(name) is not None or prefix in host.plugins:
+        return None
+    dist = KNOWN_DISTRIBUTIONS.get(prefix, f"the plugin that provides {prefix}.*")
+    return f"{name} is not installed (pip install {dist})"
+
+
+def _names_in(raw: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    for section in SECTIONS:
+        for item in raw.get(section) or []:
+            name = item.get("name") if isinstance(item, Mapping) else item
+            if isinstance(name, str) and name not in out:
+                out.append(name)
+    return out
+
+
+def _compose(
+    base_raw: Mapping[str, Any], v: VariantSpec, host: PluginHost, problems: list[Problem]
+) -> dict[str, Any] | None:
+    """Apply a variant to the base (remove, recipe, add, replace); None if a step failed."""
+    from augreg.host import _SECTION
+
+    where = f"variant {v.name!r}"
+    raw = copy.deepcopy(dict(base_raw))
+    ok = True
+    base_names = _names_in(raw)
+    for j, name in enumerate(v.remove):
+        if name not in base_names:
+            close = difflib.get_close_matches(name, base_names, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            problems.append(
+                Problem(
+                    f"{where} remove[{j}]",
+                    f"{name!r} is not a component of the base.{hint} Base components: "
+                    f"{', '.join(base_names) or '(none)'}",
+                )
+            )
+            ok = False
+            continue
+        for section in SECTIONS:
+            raw[section] = [
+                item
+                for item in raw.get(section) or []
+                if (item.get("name") if isinstance(item, Mapping) else item) != name
+            ]
+    if v.recipe is not None:
+        raw["recipe"] = v.recipe
+        found = _prefix(expand_recipes(raw, host), where)
+        problems.extend(found)
+        ok = ok and not found
+    for j, item in enumerate(v.add):
+        spec = {"name": item} if isinstance(item, str) else dict(item)
+        comp = spec.get("name")
+        if not isinstance(comp, str):
+            problems.append(
+                Problem(f"{where} add[{j}]", f'needs a component name (name = "..."), got {item!r}')
+            )
+            ok = False
+            continue
+        info = host.find(comp)
+        if info is None:
+            msg, lines = host.unknown_hint(None, comp)
+            if _missing_plugin(comp, host):
+                lines = [*lines, "Or skip this variant: skip_missing = true (--skip-missing)."]
+            problems.append(Problem(f"{where} add[{j}]", msg, component=comp, hint=tuple(lines)))
+            ok = False
+            continue
+        section = _SECTION[info.kind]
+        raw[section] = [*(raw.get(section) or []), spec]
+    names = _names_in(raw)
+    for key, options in v.replace.items():
+        if key in REPLACEABLE:
+            current = raw.get(key) or {}
+            raw[key] = {**(current if isinstance(current, Mapping) else {}), **options}
+            continue
+        if key not in names:
+            close = difflib.get_close_matches(key, [*REPLACEABLE, *names], n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            problems.append(
+                Problem(
+                    f"{where} replace.{key}",
+                    f"is neither {'/'.join(REPLACEABLE)} nor a component of this variant.{hint} "
+                    f"Its components: {', '.join(names) or '(none)'}",
+                )
+            )
+            ok = False
+            continue
+        for section in SECTIONS:
+            raw[section] = [
+                {**item, **options}
+                if isinstance(item, Mapping) and item.get("name") == key
+                else item
+                for item in raw.get(section) or []
+            ]
+    return raw if ok else None
+
+
+def _ablations(
+    spec: BenchSpec, base_raw: Mapping[str, Any], warnings: list[str]
+) -> list[VariantSpec]:
+    names = _names_in(base_raw)
+    if not names:
+        warnings.append("ablate: the base has no components; no ablation variant added")
+    taken = {v.name for v in spec.variants} | {spec.base_name}
+    out: list[VariantSpec] = []
+    for name in names:
+        vname = f"without_{name}"
+        if vname in taken:
+            warnings.append(f"ablate: a variant named {vname!r} exists already; kept that one")
+            continue
+        out.append(VariantSpec(name=vname, description=f"the base without {name}", remove=[name]))
+    return out
+
+
+def load_spec(
+    path_or_spec: str | Path | Mapping[str, Any],
+    *,
+    source: str | None = None,
+    spec_dir: str | Path | None = None,
+    host: PluginHost | None = None,
+    ablate: bool | None = None,
+    seeds: Sequence[int] | int | None = None,
+    skip_missing: bool | None = None,
+    output_dir: str | Path | None = None,
+) -> BenchPlan:
+    """Validate a spec (a TOML/YAML file, or a mapping) and build its plan.
+
+    Relative paths in the spec (base config, evaluation sets, bench folder) resolve from the
+    spec file's folder (``spec_dir`` for a mapping, default the current folder). The keyword
+    arguments ``ablate``, ``seeds``, ``skip_missing`` and ``output_dir`` override the spec's.
+
+    Raises:
+        ConfigError: the file is unreadable, or every problem of the spec, its base and its
+            variants, at once.
+    """
+    if isinstance(path_or_spec, Mapping):
+        raw = dict(path_or_spec)
+        source = source or "bench spec"
+    else:
+        raw = read_config_file(path_or_spec)
+        source = source or str(path_or_spec)
+        spec_dir = spec_dir or Path(path_or_spec).resolve().parent
+    host = host or default_host()
+    folder = Path(spec_dir or ".").resolve()
+    data = raw
+    if ablate is not None:
+        data["ablate"] = ablate
+    if seeds is not None:
+        data["seeds"] = seeds
+    if skip_missing is not None:
+        data["skip_missing"] = skip_missing
+    try:
+        spec = BenchSpec.model_validate(data)
+    except ValidationError as exc:
+        found: list[Problem] = []
+        for line in describe_validation_error(exc, BenchSpec):
+            head, _, rest = line.partition(" ")
+            rest = rest.replace("value error, ", "")
+            where, dot, inner = head.partition(".")  # variants[0].ad -> variants[0]: ad ...
+            if dot:
+                found.append(Problem(where, f"{inner.rstrip(':')} {rest}"))
+            else:
+                found.append(Problem(where.rstrip(":"), rest))
+        raise ConfigError(source, found) from None
+
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    # The base: a pipeline config file (paths relative to it) or a table (relative to the spec).
+    if isinstance(spec.base, str):
+        base_path = Path(spec.base).expanduser()
+        base_path = base_path if base_path.is_absolute() else folder / base_path
+        try:
+            base_in = read_config_file(base_path)
+        except ConfigError as exc:
+            raise ConfigError(source, _prefix(exc.problems, "base")) from None
+        base_in.setdefault("base_dir", str(base_path.resolve().parent))
+    else:
+        base_in = copy.deepcopy(dict(spec.base))
+        base_in.setdefault("base_dir", str(folder))
+    if spec.eval is not None:
+        data_in = dict(base_in.get("data") or {})
+        data_in["test"] = _absolute(spec.eval["test"], folder) if "test" in spec.eval else None
+        data_in["eval"] = {k: _absolute(s, folder) for k, s in spec.eval.items() if k != "test"}
+        base_in["data"] = data_in
+    try:
+        base_cfg = validate(base_in, source=source, host=host)
+    except ConfigError as exc:
+        problems.extend(_prefix(exc.problems, "base"))
+        raise ConfigError(source, problems) from None
+    if base_cfg.data.test is None and not base_cfg.data.eval:
+        problems.append(
+            Problem("eval", "the bench has no evaluation set: add [eval] test = <path> (and more)")
+        )
+    base_raw = _absolute_config(base_cfg)
+    base_cfg = validate(base_raw, source=source, host=host)
+    metric = spec.metric or DEFAULT_METRIC[base_cfg.task.type]
+
+    specs = list(spec.variants)
+    if spec.ablate:
+        specs += _ablations(spec, base_raw, warnings)
+    variants = [Variant(spec.base_name, "the base pipeline", base_cfg, config_hash(base_cfg))]
+    seen = {spec.base_name: "base_name"}
+    skipped: list[tuple[str, str]] = []
+    for i, v in enumerate(specs):
+        if v.name in seen:
+            problems.append(
+                Problem(f"variants[{i}]", f"name {v.name!r} is used twice ({seen[v.name]}); rename")
+            )
+            continue
+        seen[v.name] = f"variants[{i}]"
+        wanted = [item if isinstance(item, str) else item.get("name", "") for item in v.add]
+        if v.recipe is not None:
+            from augreg import recipes
+
+            if v.recipe in recipes.names():
+                wanted += [n for n, _ in recipes.get(v.recipe).components]
+        missing = [m for m in (_missing_plugin(str(n), host) for n in wanted) if m]
+        if missing and spec.skip_missing:
+            skipped.append((v.name, "; ".join(missing)))
+            continue
+        composed = _compose(base_raw, v, host, problems)
+        if composed is None:
+            continue
+        try:
+            cfg = validate(composed, source=source, host=host)
+        except ConfigError as exc:
+            problems.extend(_prefix(exc.problems, f"variant {v.name!r}"))
+            continue
+        variants.append(Variant(v.name, v.description, cfg, config_hash(cfg)))
+    if problems:
+        raise ConfigError(source, problems)
+    out = Path(spec.output_dir).expanduser() if spec.output_dir else None
+    if output_dir is not None:
+        bench_folder = Path(output_dir).resolve()
+    elif out is not None:
+        bench_folder = (out if out.is_absolute() else folder / out).resolve()
+    else:
+        bench_folder = (Path("runs") / "bench" / spec.name).resolve()
+    return BenchPlan(
+        name=spec.name,
+        source=source,
+        folder=bench_folder,
+        seeds=list(spec.seeds),
+        metric=metric,
+        percent=spec.percent,
+        description=spec.description,
+        variants=variants,
+        skipped=skipped,
+        warnings=warnings,
+    )

@@ -1,0 +1,161 @@
+"""Named recipes: lists of components known by one name.
+
+A recipe is a set of components with their options, usable wherever components are: in a
+pipeline config (``recipe = "core_regularizers"``, its components appended to the sections
+named by their kinds), as a bench variant (``recipe = "core_regularizers"``), and in code::
+
+    recipe = augreg.recipes.get("core_regularizers")
+    pipe = augreg.Pipeline(model=..., data=..., **recipe.sections())
+
+Recipes name components, they do not import them: a recipe whose components are not installed
+is reported when a config uses it, like any unknown component. This module imports nothing
+heavy.
+
+Registered recipes:
+
+``core_regularizers``
+    Label smoothing (epsilon 0.1), R-Drop (weight 1.0) and L2-SP (weight 0.01): the core
+    built-ins that act on the training step, together. A composition to measure, not a
+    measured winner: ``benchmarks/generalization/sst2_500.toml`` compares it with plain
+    fine-tuning. Cost: about one extra forward and backward pass per step (R-Drop).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from augreg.errors import AugregError
+
+if TYPE_CHECKING:
+    from augreg.host import PluginHost
+
+__all__ = ["Recipe", "UnknownRecipeError", "get", "names", "register", "unknown_message"]
+
+RECIPE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class UnknownRecipeError(AugregError):
+    """A recipe name is not registered."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named list of components with their options.
+
+    Attributes:
+        name: Lower-case identifier (``small_data``).
+        description: What it is for, what is known about it (measured or not) and its cost.
+        components: ``(component name, options)`` pairs, in order.
+
+    Example:
+        >>> smooth = (("core.label_smoothing", {"epsilon": 0.2}),)
+        >>> r = Recipe("smooth", "label smoothing 0.2", smooth)
+        >>> r.specs()
+        [{'name': 'core.label_smoothing', 'epsilon': 0.2}]
+    """
+
+    name: str
+    description: str
+    components: tuple[tuple[str, Mapping[str, Any]], ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not RECIPE_NAME_RE.match(self.name):
+            raise ValueError(
+                f"augreg: recipe name {self.name!r} must be a lower-case identifier "
+                "(letters, digits, underscores), e.g. 'small_data'"
+            )
+        if not self.components:
+            raise ValueError(f"augreg: recipe {self.name!r} names no component; add at least one")
+        frozen = tuple((n, MappingProxyType(dict(o))) for n, o in self.components)
+        object.__setattr__(self, "components", frozen)
+
+    def specs(self) -> list[dict[str, Any]]:
+        """The components as ``{"name": ..., **options}`` specs (config file layout)."""
+        return [{"name": n, **dict(o)} for n, o in self.components]
+
+    def sections(self, host: PluginHost | None = None) -> dict[str, list[dict[str, Any]]]:
+        """The components grouped by pipeline section (``regularize``, ``augment``, ...).
+
+        Usable as keyword arguments of :class:`augreg.Pipeline`.
+
+        Raises:
+            UnknownComponentError: a component is not installed (closest name, what to install).
+        """
+        from augreg.errors import UnknownComponentError
+        from augreg.host import _SECTION, default_host
+
+        host = host or default_host()
+        out: dict[str, list[dict[str, Any]]] = {}
+        for spec in self.specs():
+            info = host.find(spec["name"])
+            if info is None:
+                raise UnknownComponentError(
+                    f"augreg: recipe {self.name!r}: " + host.unknown_message(None, spec["name"])
+                )
+            out.setdefault(_SECTION[info.kind], []).append(spec)
+        return out
+
+
+_RECIPES: dict[str, Recipe] = {}
+
+
+def register(recipe: Recipe, *, replace: bool = False) -> Recipe:
+    """Add a recipe to the registry and return it.
+
+    Raises:
+        ValueError: a recipe with this name exists and ``replace`` is false.
+    """
+    if recipe.name in _RECIPES and not replace:
+        raise ValueError(
+            f"augreg: a recipe named {recipe.name!r} is already registered; pick another name "
+            "or pass replace=True"
+        )
+    _RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def names() -> list[str]:
+    """Registered recipe names, sorted."""
+    return sorted(_RECIPES)
+
+
+def unknown_message(name: str) -> str:
+    """``unknown recipe 'x'. Did you mean 'y'? Known: ...`` for an unregistered name."""
+    msg = f"unknown recipe {name!r}."
+    close = difflib.get_close_matches(name, names(), n=1, cutoff=0.6)
+    if close:
+        msg += f" Did you mean {close[0]!r}?"
+    return msg + f" Known recipes: {', '.join(names()) or '(none)'}"
+
+
+def get(name: str) -> Recipe:
+    """The recipe with this name.
+
+    Raises:
+        UnknownRecipeError: with the closest registered name.
+    """
+    try:
+        return _RECIPES[name]
+    except KeyError:
+        raise UnknownRecipeError(f"augreg: {unknown_message(name)}") from None
+
+
+register(
+    Recipe(
+        "core_regularizers",
+        "Label smoothing 0.1, R-Drop (weight 1.0) and L2-SP (weight 0.01): the core built-ins "
+        "acting on the training step, together. Not a measured winner; "
+        "benchmarks/generalization/sst2_500.toml compares it with plain fine-tuning. "
+        "Cost: about one extra forward and backward pass per step (R-Drop).",
+        (
+            ("core.label_smoothing", {"epsilon": 0.1}),
+            ("core.rdrop", {"weight": 1.0}),
+            ("core.l2sp", {"weight": 0.01}),
+        ),
+    )
+)

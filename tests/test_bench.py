@@ -1,0 +1,561 @@
+"""augreg bench: spec validation, variants, resume, killed runs, statistics, reports, --jobs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from augreg.bench import (
+    load_records,
+    load_spec,
+    plan_jobs,
+    run_bench,
+    summarize,
+    write_reports,
+)
+from augreg.bench.report import require_matplotlib
+from augreg.bench.runner import execute, slots_for
+from augreg.bench.stats import mean_ci, paired_test, t_quantile
+from augreg.cli import app
+from augreg.errors import ConfigError
+from augreg.host import PluginHost
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def _spec(tmp_path: Path, model: Path, files: dict[str, Path], **extra: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "tiny",
+        "base": {
+            "name": "tiny",
+            "model": {"name": str(model), "max_length": 32},
+            "data": {"train": str(files["train"]), "train_size": 16},
+            "train": {"epochs": 1, "batch_size": 8, "eval_strategy": "no", "logging_steps": 50},
+        },
+        "seeds": 1,
+        "eval": {"test": str(files["test"]), "ood": str(files["ood"])},
+        "variants": [{"name": "rdrop", "add": [{"name": "core.rdrop", "weight": 0.5}]}],
+        "output_dir": str(tmp_path / "bench"),
+    }
+    spec.update(extra)
+    return spec
+
+
+# -- the spec ---------------------------------------------------------------------------------
+
+
+def test_spec_structure_errors_reported_together(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    raw = _spec(
+        tmp_path,
+        tiny_seq_model,
+        sentiment_files,
+        seeds=0,
+        variants=[{"name": "rdrop", "ad": ["core.rdrop"]}],
+    )
+    with pytest.raises(ConfigError) as info:
+        load_spec(raw, source="spec.toml")
+    text = str(info.value)
+    assert text.startswith("augreg: spec.toml is invalid (2 errors)")
+    assert "seeds: a number of seeds must be between 1 and 1000, got 0" in text
+    assert "variants[0]: ad is not an option. Did you mean 'add'?" in text
+
+
+def test_variant_errors_reported_together_with_closest_names(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    raw = _spec(tmp_path, tiny_seq_model, sentiment_files)
+    raw["base"]["regularize"] = [{"name": "core.l2sp"}]
+    raw["variants"] = [
+        {"name": "typo", "add": ["core.rdorp"]},
+        {"name": "gone", "remove": ["core.l2ps"]},
+        {"name": "bad_value", "add": ["core.rdrop"], "replace": {"core.rdrop": {"weight": -1}}},
+        {"name": "bad_key", "replace": {"trian": {"epochs": 2}}},
+        {"name": "recipe", "recipe": "core_regularisers"},
+        {"name": "typo", "add": ["core.rdrop"]},
+    ]
+    with pytest.raises(ConfigError) as info:
+        load_spec(raw, source="spec.toml")
+    text = str(info.value)
+    assert "invalid (6 errors)" in text
+    assert "variant 'typo' add[0] core.rdorp: unknown component. Did you mean 'core.rdrop'?" in text
+    assert "variant 'gone' remove[0]: 'core.l2ps' is not a component of the base." in text
+    assert "Did you mean 'core.l2sp'?" in text
+    assert re.search(
+        r"variant 'bad_value' regularize\[1\] core.rdrop \(augreg [^)]+\): weight", text
+    )
+    assert "variant 'bad_key' replace.trian: is neither train/data/model/task" in text
+    assert "unknown recipe 'core_regularisers'. Did you mean 'core_regularizers'?" in text
+    assert "variants[5]: name 'typo' is used twice (variants[0]); rename" in text
+
+
+def test_variant_of_missing_plugin_names_install_or_is_skipped(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    host = PluginHost(env={"AUGREG_DISABLE_PLUGINS": "adversarial"})
+    raw = _spec(
+        tmp_path,
+        tiny_seq_model,
+        sentiment_files,
+        variants=[
+            {"name": "fgm", "add": ["adversarial.fgm"]},
+            {"name": "rdrop", "add": ["core.rdrop"]},
+        ],
+    )
+    with pytest.raises(ConfigError) as info:
+        load_spec(raw, source="spec.toml", host=host)
+    text = str(info.value)
+    assert "variant 'fgm' add[0] adversarial.fgm: unknown component." in text
+    assert "pip install augreg-adversarial" in text
+    assert "skip_missing = true (--skip-missing)" in text
+    plan = load_spec(raw, source="spec.toml", host=host, skip_missing=True)
+    assert [v.name for v in plan.variants] == ["base", "rdrop"]
+    assert plan.skipped == [
+        ("fgm", "adversarial.fgm is not installed (pip install augreg-adversarial)")
+    ]
+
+
+def test_variants_add_remove_replace_recipe_and_ablate(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    raw = _spec(tmp_path, tiny_seq_model, sentiment_files, ablate=True, seeds=[3, 7])
+    raw["base"]["regularize"] = [{"name": "core.embedding_noise", "std": 0.02}]
+    raw["variants"] = [
+        {"name": "rdrop", "add": [{"name": "core.rdrop", "weight": 0.5}]},
+        {"name": "no_noise", "remove": ["core.embedding_noise"]},
+        {
+            "name": "tuned",
+            "replace": {"core.embedding_noise": {"std": 0.1}, "train": {"learning_rate": 1e-4}},
+        },
+        {"name": "recipe", "recipe": "core_regularizers"},
+        {"name": "smooth", "add": ["core.label_smoothing"]},
+    ]
+    plan = load_spec(raw, source="spec", spec_dir=tmp_path)
+    v = {x.name: x for x in plan.variants}
+    assert list(v) == [
+        "base",
+        "rdrop",
+        "no_noise",
+        "tuned",
+        "recipe",
+        "smooth",
+        "without_core.embedding_noise",
+    ]
+    assert plan.seeds == [3, 7]
+    assert v["rdrop"].components == ["core.embedding_noise", "core.rdrop"]
+    assert v["rdrop"].config.regularize[1].options["weight"] == 0.5
+    assert v["no_noise"].components == []
+    assert v["tuned"].config.regularize[0].options["std"] == 0.1
+    assert v["tuned"].config.train.learning_rate == 1e-4
+    assert v["tuned"].config.train.epochs == 1  # merged, not replaced
+    assert v["recipe"].components == [
+        "core.label_smoothing",
+        "core.embedding_noise",
+        "core.rdrop",
+        "core.l2sp",
+    ]
+    assert v["smooth"].config.objectives[0].name == "core.label_smoothing"
+    # The ablation equals no_noise: same config, same hash, so the runs are shared.
+    assert v["without_core.embedding_noise"].hash == v["no_noise"].hash
+    assert len({x.hash for x in plan.variants}) == 6
+    runs = plan.runs()
+    assert len(runs) == 12  # 6 distinct configs x 2 seeds, seed-major
+    assert [s for _, s, _ in runs[:6]] == [3] * 6
+    assert ["no_noise", "without_core.embedding_noise"] in [names for _, _, names in runs]
+    # Data paths are absolute: the run can go anywhere, and the hash names the data.
+    assert Path(str(v["base"].config.data.train.path)).is_absolute()
+    assert set(v["base"].config.data.eval) == {"ood"}
+
+
+def test_config_hash_ignores_seed_and_bookkeeping(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    raw = _spec(tmp_path, tiny_seq_model, sentiment_files)
+    plan = load_spec(raw)
+    raw["base"]["train"].update(seed=5, output_dir="elsewhere", progress=False, run_name="x")
+    assert load_spec(raw).base.hash == plan.base.hash
+    raw["base"]["train"]["learning_rate"] = 1e-3
+    assert load_spec(raw).base.hash != plan.base.hash
+
+
+def test_committed_sst2_spec_validates() -> None:
+    if not (ROOT.parent / "shared" / "data").exists():
+        pytest.skip("../shared/data is not beside the checkout")
+    plan = load_spec(ROOT / "benchmarks" / "generalization" / "sst2_500.toml")
+    names = [v.name for v in plan.variants]
+    assert [n for n in names if n != "lora"] == [
+        "plain",
+        "label_smoothing",
+        "rdrop",
+        "l2sp",
+        "embedding_noise",
+        "eda",
+        "fgm",
+        "smart",
+        "core_regularizers",
+    ]
+    assert ("lora" in names) != any(name == "lora" for name, _ in plan.skipped)
+    assert plan.seeds == [1, 2, 3, 4, 5]
+    assert plan.metric == "accuracy"
+    assert plan.base.components == []
+    assert plan.base.config.data.train_size == 500
+    assert plan.base.config.data.test is not None
+    assert str(plan.base.config.data.test.path).endswith("sst2/test.jsonl")
+    assert list(plan.base.config.data.eval) == ["cr"]
+
+
+# -- recipes ----------------------------------------------------------------------------------
+
+
+def test_recipe_in_a_pipeline_config(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path]
+) -> None:
+    import augreg
+    from augreg.config import validate
+
+    raw = {
+        "model": {"name": str(tiny_seq_model)},
+        "data": {"train": str(sentiment_files["train"])},
+        "regularize": ["core.embedding_noise"],
+        "recipe": "core_regularizers",
+    }
+    cfg = validate(raw)
+    assert [s.name for s in cfg.objectives] == ["core.label_smoothing"]
+    assert [s.name for s in cfg.regularize] == ["core.embedding_noise", "core.rdrop", "core.l2sp"]
+    assert cfg.regularize[1].options["weight"] == 1.0
+    assert "recipe" not in cfg.to_dict()  # the resolved config names every component
+    with pytest.raises(ConfigError, match=r"unknown recipe 'core_reg'\. Did you mean"):
+        validate({**raw, "recipe": ["core_reg"]})
+    recipe = augreg.recipes.get("core_regularizers")
+    assert recipe.sections() == {
+        "objectives": [{"name": "core.label_smoothing", "epsilon": 0.1}],
+        "regularize": [
+            {"name": "core.rdrop", "weight": 1.0},
+            {"name": "core.l2sp", "weight": 0.01},
+        ],
+    }
+    with pytest.raises(ValueError, match="already registered"):
+        augreg.recipes.register(recipe)
+    with pytest.raises(augreg.recipes.UnknownRecipeError, match="Did you mean 'core_regularizers'"):
+        augreg.recipes.get("core_regularizer")
+
+
+def test_recipe_with_uninstalled_component_is_reported(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path]
+) -> None:
+    from augreg import recipes
+    from augreg.config import validate
+
+    recipe = recipes.Recipe("needs_fgm_test", "test recipe", (("adversarial.fgm", {}),))
+    recipes.register(recipe, replace=True)
+    host = PluginHost(env={"AUGREG_DISABLE_PLUGINS": "adversarial"})
+    raw = {
+        "model": {"name": str(tiny_seq_model)},
+        "data": {"train": str(sentiment_files["train"])},
+        "recipe": "needs_fgm_test",
+    }
+    with pytest.raises(ConfigError) as info:
+        validate(raw, host=host)
+    assert "recipe 'needs_fgm_test' adversarial.fgm: needs a component that is not installed" in (
+        str(info.value)
+    )
+    assert "pip install augreg-adversarial" in str(info.value)
+
+
+# -- the seed ---------------------------------------------------------------------------------
+
+
+def test_seed_changes_training_subset(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path]
+) -> None:
+    from augreg.config import validate
+    from augreg.data import load_data
+
+    def subset(seed: int) -> list[str]:
+        cfg = validate(
+            {
+                "model": {"name": str(tiny_seq_model)},
+                "data": {"train": str(sentiment_files["train"]), "train_size": 6},
+                "train": {"seed": seed},
+            }
+        )
+        return sorted(load_data(cfg).train["augreg_id"])
+
+    assert subset(1) == subset(1)
+    assert subset(1) != subset(2)
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+def test_resume_runs_nothing_twice_and_adding_a_seed_runs_only_it(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    raw = _spec(tmp_path, tiny_seq_model, sentiment_files)
+    plan = load_spec(raw)
+    first = run_bench(plan, isolate=False)
+    assert len(first.ran) == 2 and not first.failed
+    records, warnings = load_records(plan.folder)
+    assert not warnings
+    rec = records[f"{plan.base.hash}-s1"]
+    assert set(rec["metrics"]) == {"test", "ood"}
+    assert 0.0 <= rec["metrics"]["ood"]["accuracy"] <= 1.0
+    assert rec["seed"] == 1 and rec["config_hash"] == plan.base.hash
+    assert rec["train_examples"] == 16 and rec["extra_passes"] == 0
+    assert records[f"{plan.variant('rdrop').hash}-s1"]["extra_passes"] == 1.0
+    for key in ("wall_seconds", "seconds_per_step", "peak_memory_mb"):
+        assert rec[key] > 0
+    again = run_bench(plan, isolate=False)
+    assert again.ran == [] and again.already_done == 2
+    more = load_spec(raw, seeds=[1, 2])
+    third = run_bench(more, isolate=False)
+    assert sorted(third.ran) == sorted([f"{more.base.hash}-s2", f"{more.variant('rdrop').hash}-s2"])
+    assert third.already_done == 2
+    # The seed changes the run: the same config trains another subset in another order.
+    records, _ = load_records(plan.folder)
+    assert records[f"{plan.base.hash}-s1"]["run_dir"] != records[f"{plan.base.hash}-s2"]["run_dir"]
+
+
+def test_interrupted_run_leaves_no_finished_record(
+    tiny_seq_model: Path,
+    sentiment_files: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import augreg.pipeline
+
+    plan = load_spec(_spec(tmp_path, tiny_seq_model, sentiment_files, variants=[]))
+    real_run = augreg.pipeline.Pipeline.run
+
+    def killed(self: Any, output_dir: Any = None, **kwargs: Any) -> Any:
+        folder = self.run_dir(output_dir)
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text("{")  # half written, as when killed
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(augreg.pipeline.Pipeline, "run", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(plan, isolate=False)
+    (job,) = plan_jobs(plan)
+    assert job.run_dir.exists() and not job.record_path.exists()
+    assert load_records(plan.folder)[0] == {}
+    monkeypatch.setattr(augreg.pipeline.Pipeline, "run", real_run)
+    outcome = run_bench(plan, isolate=False)
+    assert outcome.ran == [job.key]
+    assert json.loads((job.run_dir / "metrics.json").read_text())["eval"]["test"]
+
+
+def test_killed_run_process_leaves_no_record(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    import multiprocessing as mp
+
+    raw = _spec(tmp_path, tiny_seq_model, sentiment_files, variants=[])
+    raw["base"]["train"]["epochs"] = 500  # long enough to be killed while training
+    plan = load_spec(raw)
+    (job,) = plan_jobs(plan)
+    Path(job.folder).mkdir(parents=True)
+    proc = mp.get_context("spawn").Process(target=execute, args=(job,))
+    proc.start()
+    deadline = time.monotonic() + 120
+    while not (job.run_dir / "config.yaml").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.kill()
+    proc.join()
+    assert (job.run_dir / "config.yaml").exists(), "the run never started"
+    assert not job.record_path.exists()
+    assert job.key not in load_records(plan.folder)[0]
+
+
+def test_failed_run_is_reported_and_not_counted(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    raw = _spec(tmp_path, tiny_seq_model, sentiment_files, variants=[])
+    plan = load_spec(raw)
+    sentiment_files["test"].unlink()  # the run fails loading its data
+    outcome = run_bench(plan, isolate=False)
+    (key,) = outcome.failed
+    assert "test.jsonl" in outcome.failed[key]
+    assert (plan.folder / "runs" / f"{key}.error.txt").exists()
+    assert load_records(plan.folder)[0] == {}
+
+
+def test_slots_split_cpu_threads_or_pin_one_run_per_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert slots_for(2, gpus=[]) == [(None, 4), (None, 4)]
+    assert slots_for(1, gpus=[]) == [(None, None)]
+    assert slots_for(3, gpus=["0", "1"]) == [("0", None), ("1", None)]
+    with pytest.raises(ValueError):
+        slots_for(0, gpus=[])
+
+
+# -- statistics and reports -------------------------------------------------------------------
+
+
+def test_statistics_match_hand_computed_values() -> None:
+    est = mean_ci([80.0, 82.0, 84.0])
+    assert est.mean == 82.0 and est.std == 2.0
+    half = 4.302652729749464 * 2.0 / math.sqrt(3)  # t(0.975, df=2) * s / sqrt(n)
+    assert est.low == pytest.approx(82.0 - half) and est.high == pytest.approx(82.0 + half)
+    test = paired_test([81.0, 83.0, 86.0], [80.0, 82.0, 84.0])
+    assert test.estimate.mean == pytest.approx(4 / 3)
+    assert test.t == pytest.approx(4.0)  # (4/3) / (0.57735 / sqrt 3)
+    # With 2 degrees of freedom, P(|T| > t) = 1 - t / sqrt(2 + t^2).
+    assert test.p == pytest.approx(1 - 4 / math.sqrt(18), rel=1e-9)
+    assert paired_test([1.0, 2.0], [1.0, 2.0]).p == 1.0
+    assert paired_test([1.0], [0.0]).p is None
+    with pytest.raises(ValueError):
+        paired_test([1.0], [1.0, 2.0])
+
+
+def test_statistics_agree_with_scipy_and_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    stats = pytest.importorskip("scipy.stats")
+    a = [0.81, 0.79, 0.845, 0.80, 0.83, 0.815]
+    b = [0.80, 0.80, 0.83, 0.79, 0.81, 0.80]
+    expected = stats.ttest_rel(a, b)
+    with_scipy = paired_test(a, b)
+    assert with_scipy.p == pytest.approx(float(expected.pvalue), rel=1e-9)
+    monkeypatch.setitem(sys.modules, "scipy", None)  # as if scipy were not installed
+    without = paired_test(a, b)
+    assert without.p == pytest.approx(float(expected.pvalue), rel=1e-9)
+    for df in (1, 2, 4, 9, 30):
+        assert t_quantile(0.975, df) == pytest.approx(float(stats.t.ppf(0.975, df)), rel=1e-9)
+
+
+def _fake_records(plan: Any, values: dict[str, list[float]], walls: dict[str, list[float]]) -> None:
+    folder = plan.folder / "runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    for v in plan.variants:
+        for seed, acc, wall in zip(plan.seeds, values[v.name], walls[v.name], strict=True):
+            key = f"{v.hash}-s{seed}"
+            record = {
+                "key": key,
+                "config_hash": v.hash,
+                "seed": seed,
+                "metrics": {"test": {"accuracy": acc}, "ood": {"accuracy": acc - 0.1}},
+                "wall_seconds": wall,
+                "seconds_per_step": wall / 10,
+                "peak_memory_mb": 100.0 if v.name == "base" else 150.0,
+                "train_examples": 16,
+                "extra_passes": 0.0 if v.name == "base" else 1.0,
+                "steps": 10,
+            }
+            (folder / f"{key}.json").write_text(json.dumps(record))
+
+
+def test_summary_statistics_per_variant_and_set(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    plan = load_spec(_spec(tmp_path, tiny_seq_model, sentiment_files, seeds=3))
+    _fake_records(
+        plan,
+        {"base": [0.80, 0.82, 0.84], "rdrop": [0.81, 0.83, 0.86]},
+        {"base": [10.0, 12.0, 11.0], "rdrop": [20.0, 24.0, 22.0]},
+    )
+    summary = summarize(plan, load_records(plan.folder)[0])
+    assert summary["sets"] == ["test", "ood"]
+    base, rdrop = summary["variants"]
+    assert base["sets"]["test"]["mean"] == pytest.approx(82.0)
+    assert base["sets"]["test"]["std"] == pytest.approx(2.0)
+    assert base["sets"]["test"]["diff"] is None
+    assert base["sets"]["ood"]["mean"] == pytest.approx(72.0)
+    d = rdrop["sets"]["test"]["diff"]
+    assert d["mean"] == pytest.approx(4 / 3) and d["seeds"] == [1, 2, 3]
+    assert d["p"] == pytest.approx(0.0571909584179366, rel=1e-6)
+    assert rdrop["cost"]["wall_seconds_ratio"] == pytest.approx(2.0)
+    assert rdrop["cost"]["peak_memory_mb_ratio"] == pytest.approx(1.5)
+    # A missing seed: the pair is dropped, the rest still compared.
+    (plan.folder / "runs" / f"{plan.variant('rdrop').hash}-s3.json").unlink()
+    partial = summarize(plan, load_records(plan.folder)[0])["variants"][1]["sets"]["test"]
+    assert partial["n"] == 2 and partial["diff"]["seeds"] == [1, 2]
+
+
+def test_reports_write_markdown_and_html_with_embedded_plots(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("matplotlib")
+    plan = load_spec(_spec(tmp_path, tiny_seq_model, sentiment_files, seeds=3))
+    _fake_records(
+        plan,
+        {"base": [0.80, 0.82, 0.84], "rdrop": [0.81, 0.83, 0.86]},
+        {"base": [10.0, 12.0, 11.0], "rdrop": [20.0, 24.0, 22.0]},
+    )
+    paths = write_reports(plan)
+    md = paths["summary.md"].read_text()
+    assert (
+        "| rdrop | 3/3 | 83.33 ± 2.52 | [77.08, 89.58] | +1.33 | [-0.10, 2.77] | 0.057 | 2.00 "
+        "| 1.50 |" in md
+    )
+    assert "## ood" in md and "![metric.png](plots/metric.png)" in md
+    page = paths["summary.html"].read_text()
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 2
+    assert all(base64.b64decode(img).startswith(b"\x89PNG\r\n\x1a\n") for img in images)
+    assert "<td>rdrop</td>" in page
+    assert paths["gain_cost.png"].read_bytes().startswith(b"\x89PNG")
+    assert json.loads(paths["summary.json"].read_text())["base"] == "base"
+
+
+def test_missing_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(Exception, match=re.escape('pip install "augreg[bench]"')):
+        require_matplotlib()
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def _spec_file(tmp_path: Path, raw: dict[str, Any]) -> Path:
+    import yaml
+
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_cli_dry_run_and_errors(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    raw = _spec(tmp_path, tiny_seq_model, sentiment_files, seeds=2)
+    result = runner.invoke(app, ["bench", str(_spec_file(tmp_path, raw)), "--dry-run", "--ablate"])
+    assert result.exit_code == 0, result.output
+    assert "4 run(s) to do, 0 done" in result.output
+    assert "ablate: the base has no components" in result.output
+    raw["variants"] = [{"name": "x", "add": ["core.rdorp"]}]
+    result = runner.invoke(app, ["bench", str(_spec_file(tmp_path, raw)), "--dry-run"])
+    assert result.exit_code == 2
+    assert "Did you mean 'core.rdrop'?" in result.output
+
+
+def test_cli_bench_with_two_jobs(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("matplotlib")
+    raw = _spec(tmp_path, tiny_seq_model, sentiment_files)
+    spec = _spec_file(tmp_path, raw)
+    result = runner.invoke(app, ["bench", str(spec), "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    records, _ = load_records(tmp_path / "bench")
+    assert len(records) == 2
+    import os
+
+    import torch
+
+    if not torch.cuda.is_available():  # on CPU the two runs share the cores
+        assert {r["threads"] for r in records.values()} == {max(1, (os.cpu_count() or 1) // 2)}
+    assert all((Path(r["run_dir"]) / "metrics.json").exists() for r in records.values())
+    assert (tmp_path / "bench" / "summary.html").exists()
+    again = runner.invoke(app, ["bench", str(spec), "--jobs", "2"])
+    assert again.exit_code == 0 and "0 run(s) to do, 2 done" in again.output
