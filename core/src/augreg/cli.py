@@ -210,6 +210,7 @@ def augment(
         )
         raw["data"] = data
         raw.setdefault("train", {})["seed"] = seed
+        _refuse_model_augmenters(raw.get("augment"))
         cfg = validate(raw, source=str(config or "augreg augment"))
         pipe = Pipeline.from_validated(cfg)
         result = pipe.augment()
@@ -223,6 +224,28 @@ def augment(
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     tmp.replace(output_file)  # atomic: never a half-written output
     out.print(f"augreg: wrote {len(result)} examples to {output_file}")
+
+
+def _refuse_model_augmenters(items: Any) -> None:
+    """``augreg augment`` has no model: name the augmenters that need one and where they run."""
+    from augreg.config import _split_spec
+    from augreg.host import default_host
+
+    host = default_host()
+    items = [items] if isinstance(items, (str, dict)) else list(items or [])
+    needy: list[str] = []
+    for item in items:
+        name, _ = _split_spec(item)
+        found = host.find(name) if name else None
+        if name and found is not None and getattr(found.cls, "needs_model", False):
+            needy.append(name)
+    if needy:
+        raise AugregError(
+            f"augreg augment: {', '.join(needy)} write their examples against the model being "
+            "trained (they need the model), and augreg augment has none. Use them in training: "
+            'augreg run with data.augmentation = "per_epoch" and the component under '
+            "[[augment]] (the views are rewritten against the current weights as it trains)."
+        )
 
 
 def _parse_seeds(value: str | None) -> list[int] | int | None:

@@ -10,6 +10,10 @@ never found by branching on class names:
 * ``extra_passes``: declared cost, extra forward+backward passes per training step.
 * ``conflicts_with``: names of components it cannot be combined with.
 * ``paper``: the work it comes from.
+* ``needs_model`` (augmenters): the augmenter writes its views against the model being
+  trained (adversarial examples). The core hands it the model through
+  :meth:`Augmenter.use_model` at the start of the epochs :meth:`Augmenter.refresh_epoch`
+  names, and trains on those views until the next refresh.
 
 Heavy resources (models, WordNet, knowledge bases) load lazily in :meth:`Component.setup`,
 never at import or registration. This module does not import torch.
@@ -32,14 +36,14 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError
 
-from augreg.errors import OptionsError
+from augreg.errors import AugregError, OptionsError
 from augreg.options import Options as _Options
 from augreg.options import describe_validation_error
 
@@ -83,6 +87,65 @@ class SetupContext:
     tokenizer: Any = None
     train_examples: Sequence[Example] | None = None
     device: str = "cpu"
+
+
+@dataclass
+class ModelContext:
+    """The model being trained, as an augmenter with ``needs_model`` sees it while writing views.
+
+    The core builds one at each refresh (see :meth:`Augmenter.refresh_epoch`), hands it to
+    :meth:`Augmenter.use_model`, calls the augmenter on the training examples, then hands it
+    ``None``. During that time the model is in eval mode (dropout off) and gradients are off;
+    the augmenter must not train, edit or keep the model.
+
+    Attributes:
+        model: The model (unwrapped from data-parallel wrappers), on its training device.
+        tokenizer: The pipeline's tokenizer.
+        task: ``"sequence_classification"`` or ``"token_classification"``.
+        epoch: The epoch at whose start the views are written.
+        tokenize: The pipeline's batched tokenize function (column -> values in, model inputs
+            with ``labels`` out, truncated to the model's ``max_length``, not padded).
+
+    Example:
+        >>> probs = ctx.logits([{"text": "so good", "label": 1}]).softmax(-1)  # doctest: +SKIP
+    """
+
+    model: Any
+    tokenizer: Any
+    task: str = "sequence_classification"
+    epoch: int = 0
+    tokenize: Callable[[dict[str, list[Any]]], dict[str, list[Any]]] | None = None
+
+    def encode(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        """Tokenize and pad examples as training does; tensors on the model's device, no labels.
+
+        Raises:
+            AugregError: ``examples`` is empty, or no ``tokenize`` function was given.
+        """
+        if not examples:
+            raise AugregError("augreg: ModelContext.encode() got no examples; pass at least one.")
+        if self.tokenize is None:
+            raise AugregError(
+                "augreg: this ModelContext has no tokenize function; build it with "
+                "tokenize=<the task's batched tokenize> (the pipeline and the kit do)."
+            )
+        keys = [k for k in examples[0] if all(k in ex for ex in examples)]
+        enc = self.tokenize({k: [ex[k] for ex in examples] for k in keys})
+        rows = [{k: v[i] for k, v in enc.items() if k != "labels"} for i in range(len(examples))]
+        batch = self.tokenizer.pad(rows, return_tensors="pt")
+        device = next(self.model.parameters()).device
+        return {k: v.to(device) for k, v in batch.items()}
+
+    def logits(self, examples: Sequence[Example]) -> torch.Tensor:
+        """The model's logits on ``examples`` in one forward pass, float32 on the CPU.
+
+        Runs without gradients and in the model's current mode (eval during a refresh).
+        """
+        import torch
+
+        with torch.no_grad():
+            out = self.model(**self.encode(examples))
+        return out.logits.detach().float().cpu()  # type: ignore[no-any-return]
 
 
 class Component:
@@ -175,11 +238,60 @@ class Augmenter(Component):
     """
 
     kind: ClassVar[Kind] = "augmenter"
+    needs_model: ClassVar[bool] = False
+    """Writes views against the model being trained (adversarial examples).
+
+    Such an augmenter runs only inside training with ``data.augmentation = "per_epoch"``: at
+    the start of each epoch that :meth:`refresh_epoch` names, the core puts the model in eval
+    mode without gradients, hands it over with :meth:`use_model`, writes this augmenter's
+    views of every training example (batched calls of :meth:`augment_batch`, rngs derived
+    from the refresh epoch), and trains on them until the next refresh. Under torchrun the
+    processes share the examples and exchange the views, so every process trains on the same
+    views. It never runs in the offline data stage (``augreg augment``), which has no model.
+    """
+
+    _model_context: ModelContext | None = None
 
     class Options(_Options):
         copies: int = Field(
             1, ge=1, le=1000, description="Augmented views written per source example."
         )
+
+    def refresh_epoch(self, epoch: int) -> int | None:
+        """For ``needs_model``: the epoch at whose start the views used in ``epoch`` are written.
+
+        The last refresh at or before ``epoch``; ``None`` while there is none yet (the slots
+        of this augmenter then hold the original examples). Default: every epoch. Override it
+        to refresh less often (e.g. from a ``refresh_every`` option); it must be a pure
+        function of ``epoch`` and the options, and return ``epoch`` itself on refresh epochs.
+        """
+        return epoch
+
+    def use_model(self, ctx: ModelContext | None) -> None:
+        """Receive the model before views are written (``ctx``) and let it go after (``None``).
+
+        Called by the core for ``needs_model`` augmenters only. Keep no reference to the model
+        beyond the ``None`` call (the augmenter is pickled to data-loader workers).
+        """
+        self._model_context = ctx
+
+    @property
+    def model_context(self) -> ModelContext:
+        """The model handed over by :meth:`use_model`.
+
+        Raises:
+            AugregError: no model was handed over (the augmenter ran outside training).
+        """
+        ctx = self._model_context
+        if ctx is None:
+            raise AugregError(
+                f"augreg: {self.name or type(self).__name__} writes its views against the model "
+                "being trained, and none was handed to it. Use it in training with "
+                'data.augmentation = "per_epoch" (augreg run), or call use_model(ModelContext('
+                "model, tokenizer, tokenize=...)) first; the offline data stage (augreg augment) "
+                "cannot run it."
+            )
+        return ctx
 
     def augment(self, example: Example, rng: random.Random) -> list[Example]:
         """Return new examples made from ``example`` (usually one)."""

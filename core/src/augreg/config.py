@@ -455,6 +455,19 @@ def validate(
                 )
         if cfg.train.eval_strategy == "steps" and cfg.train.eval_steps is None:
             problems.append(Problem("train.eval_steps", "is required with eval_strategy='steps'"))
+        for i, spec in enumerate(cfg.augment):
+            found = host.find(spec.name)
+            if found is not None and getattr(found.cls, "needs_model", False):
+                if cfg.data.augmentation != "per_epoch":
+                    problems.append(
+                        Problem(
+                            f"augment[{i}]",
+                            "writes its views against the model being trained, during "
+                            'training; set data.augmentation = "per_epoch"',
+                            component=spec.name,
+                            origin=found.origin,
+                        )
+                    )
 
     if problems:
         raise ConfigError(source, problems)

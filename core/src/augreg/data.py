@@ -999,8 +999,17 @@ class DataStage:
 
         Raises:
             DataError: an augmenter changed a label without declaring ``changes_labels``,
-                misaligned tags, dropped a field, or nothing is left to train on.
+                misaligned tags, dropped a field, or nothing is left to train on; or an
+                augmenter needs the model (``needs_model``: it runs per epoch in training).
         """
+        needy = [a.name for a in self.augmenters if a.needs_model]
+        if needy:
+            raise DataError(
+                f"augreg: {', '.join(needy)} write their views against the model being trained, "
+                'so they run only during training with data.augmentation = "per_epoch" '
+                "(augreg run). The offline data stage (augreg augment, Pipeline.augment()) has "
+                "no model: remove them there."
+            )
         cols = self._data_columns(ds)
         feats = self._out_features(ds)
         fp = dataset_fingerprint(ds)
@@ -1041,6 +1050,30 @@ class DataStage:
             )
         return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
+    def call_augmenter(
+        self, aug: Augmenter, examples: Sequence[Example], epoch: int, copies: Sequence[int]
+    ) -> list[list[list[Example]]]:
+        """``aug.augment_batch`` on ``examples`` for each copy: ``[copy][example] -> views``.
+
+        Rngs are ``derive_rng(seed, name, augreg_id, epoch, copy)``; every call gets fresh
+        dicts, so an augmenter that mutates its input cannot leak changes.
+
+        Raises:
+            DataError: the augmenter did not return one list per example.
+        """
+        per_copy: list[list[list[Example]]] = []
+        for copy in copies:
+            rngs = [derive_rng(self.seed, aug.name, ex[ID], epoch, copy) for ex in examples]
+            results = aug.augment_batch([dict(ex) for ex in examples], rngs)
+            if len(results) != len(examples):
+                raise DataError(
+                    f"augreg: augmenter {aug.name} returned {len(results)} lists for "
+                    f"{len(examples)} examples; augment_batch must return one list per "
+                    "example ([] when nothing can be written)."
+                )
+            per_copy.append(results)
+        return per_copy
+
     def _augment_fn(
         self, aug: Augmenter, cols: list[str], epoch: int
     ) -> Callable[[dict[str, list[Any]]], dict[str, list[Any]]]:
@@ -1048,18 +1081,7 @@ class DataStage:
 
         def run(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
             examples = _rows(batch, cols)
-            per_copy: list[list[list[Example]]] = []
-            for copy in range(copies):
-                rngs = [derive_rng(self.seed, aug.name, ex[ID], epoch, copy) for ex in examples]
-                # Each call gets fresh dicts so an augmenter that mutates cannot leak changes.
-                results = aug.augment_batch([dict(ex) for ex in examples], rngs)
-                if len(results) != len(examples):
-                    raise DataError(
-                        f"augreg: augmenter {aug.name} returned {len(results)} lists for "
-                        f"{len(examples)} examples; augment_batch must return one list per "
-                        "example ([] when nothing can be written)."
-                    )
-                per_copy.append(results)
+            per_copy = self.call_augmenter(aug, examples, epoch, range(copies))
             out: dict[str, list[Any]] = {c: [] for c in [*cols, SOURCE, PARENT]}
             # Example-major order, so the output order is independent of the batch size.
             for i, parent in enumerate(examples):
@@ -1087,7 +1109,11 @@ class DataStage:
         example. Item ``i`` is computed on access for the current epoch with the same rng
         derivation as :meth:`expand`, then tokenized with ``tokenize`` (a batched function
         applied to one row). A slot whose augmenter returns ``[]`` falls back to the original
-        example (counted in ``report[name]["fallback"]``). Nothing is cached.
+        example (counted in ``report[name]["fallback"]``). Nothing is cached on disk.
+
+        Augmenters with ``needs_model`` are the exception to computing on access: their views
+        are written for all examples at once when ``set_epoch`` is given the model on a
+        refresh epoch (see :meth:`PerEpochDataset.set_epoch`), and kept until the next one.
         """
         return PerEpochDataset(self, ds, tokenize)
 
@@ -1098,6 +1124,10 @@ class PerEpochDataset(torch.utils.data.Dataset[dict[str, Any]]):
     Index ``i`` is slot ``i // n`` of example ``i % n`` (``n`` source examples); slot 0 is the
     original when originals are kept, the other slots are (augmenter, copy) pairs. Counts in
     ``report`` are per process (DataLoader workers keep their own).
+
+    Slots of an augmenter with ``needs_model`` read views written against the model by
+    :meth:`set_epoch` (the original until the augmenter's first refresh). Each refresh is
+    logged in ``report[name]["refreshes"]`` (epoch, examples, views written, seconds).
     """
 
     def __init__(
@@ -1111,6 +1141,8 @@ class PerEpochDataset(torch.utils.data.Dataset[dict[str, Any]]):
         self.ds = ds.select_columns(self.cols)
         self.tokenize = tokenize
         self.epoch = 0
+        self.views: dict[str, tuple[int, list[list[list[Example]]]]] = {}
+        """Views of ``needs_model`` augmenters: name -> (refresh epoch, [copy][example])."""
         self.slots: list[tuple[Augmenter, int] | None] = [None] if stage.keep_original else []
         for aug in stage.augmenters:
             copies = int(getattr(aug.options, "copies", 1))
@@ -1124,9 +1156,91 @@ class PerEpochDataset(torch.utils.data.Dataset[dict[str, Any]]):
         if len(ds) == 0:
             raise DataError("augreg: the training split is empty; nothing to augment.")
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose views items are computed for."""
+    def set_epoch(self, epoch: int, model: Any = None, tokenizer: Any = None) -> None:
+        """Select the epoch whose views items are computed for; refresh model-made views.
+
+        For each augmenter with ``needs_model`` whose :meth:`~augreg.Augmenter.refresh_epoch`
+        names a refresh not yet written, writes its views of every example against ``model``
+        (see :meth:`refresh`). Called by the trainer at the start of every epoch.
+
+        Raises:
+            DataError: a refresh is due and no model was given.
+        """
         self.epoch = int(epoch)
+        for aug in self.stage.augmenters:
+            if not aug.needs_model:
+                continue
+            at = aug.refresh_epoch(self.epoch)
+            if at is None or (aug.name in self.views and self.views[aug.name][0] == at):
+                continue
+            if model is None:
+                raise DataError(
+                    f"augreg: {aug.name} writes its views against the model being trained and "
+                    f"its refresh for epoch {at} is due, but set_epoch() got no model. Pass "
+                    "set_epoch(epoch, model=..., tokenizer=...) (the trainer's EpochCallback "
+                    "does)."
+                )
+            self.refresh(aug, at, model, tokenizer)
+
+    def refresh(self, aug: Augmenter, at: int, model: Any, tokenizer: Any) -> None:
+        """Write ``aug``'s views of every example against ``model``, as of epoch ``at``.
+
+        The model runs in eval mode (each module's flag restored afterwards) without
+        gradients; the augmenter gets it through ``use_model`` and loses it afterwards. Rngs
+        are ``derive_rng(seed, name, augreg_id, at, copy)``, so the views depend only on the
+        seed, the weights and the examples. Under ``torch.distributed`` each process writes
+        the views of every ``world_size``-th example and the processes exchange them
+        (``all_gather_object``), so all train on the same views. Shows a progress bar on the
+        main process when the stage shows progress.
+        """
+        import time
+
+        import torch.distributed as dist
+
+        from augreg.components import ModelContext
+        from augreg.context import dropout_mode, unwrap_model
+
+        stage = self.stage
+        base = unwrap_model(model)
+        world, rank = 1, 0
+        if dist.is_available() and dist.is_initialized():
+            world, rank = dist.get_world_size(), dist.get_rank()
+        copies = int(getattr(aug.options, "copies", 1))
+        mine = list(range(rank, len(self.ds), world))
+        local: dict[int, list[list[Example]]] = {}  # example index -> per copy
+        t0 = time.perf_counter()
+        ctx = ModelContext(base, tokenizer, task=stage.task, epoch=at, tokenize=self.tokenize)
+        chunk = 32
+        bar = _refresh_bar(len(mine), f"{aug.name} (epoch {at})", stage.show_progress and rank == 0)
+        with dropout_mode(base, False), torch.no_grad():
+            aug.use_model(ctx)
+            try:
+                for start in range(0, len(mine), chunk):
+                    idx = mine[start : start + chunk]
+                    parents = [dict(self.ds[j]) for j in idx]
+                    per_copy = stage.call_augmenter(aug, parents, at, range(copies))
+                    for k, j in enumerate(idx):
+                        local[j] = [per_copy[c][k] for c in range(copies)]
+                    bar.update(len(idx))
+            finally:
+                aug.use_model(None)
+                bar.close()
+        if world > 1:
+            gathered: list[Any] = [None] * world
+            dist.all_gather_object(gathered, local)
+            for part in gathered:
+                local.update(part)
+        table = [[local[j][c] for j in range(len(self.ds))] for c in range(copies)]
+        self.views[aug.name] = (at, table)
+        written = sum(1 for views in table for outs in views if outs)
+        stage.report.setdefault(aug.name, {}).setdefault("refreshes", []).append(
+            {
+                "epoch": at,
+                "examples": len(self.ds),
+                "written": written,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+        )
 
     def __len__(self) -> int:
         return len(self.ds) * len(self.slots)
@@ -1140,35 +1254,44 @@ class PerEpochDataset(torch.utils.data.Dataset[dict[str, Any]]):
         parent: Example = dict(self.ds[j])
         spec = self.slots[slot]
         if spec is None:
-            return parent
+            return {**parent, SOURCE: ORIGINAL, PARENT: ""}
         aug, copy = spec
         stage = self.stage
-        rng = derive_rng(stage.seed, aug.name, parent[ID], self.epoch, copy)
-        results = aug.augment_batch([dict(parent)], [rng])
-        if len(results) != 1:
-            raise DataError(
-                f"augreg: augmenter {aug.name} returned {len(results)} lists for 1 example; "
-                "augment_batch must return one list per example."
-            )
-        outs = results[0]
+        epoch = self.epoch
+        if aug.needs_model:
+            made = self.views.get(aug.name)
+            if made is None:  # before the first refresh: the original
+                outs: list[Example] = []
+            else:
+                epoch, table = made
+                outs = table[copy][j]
+        else:
+            outs = stage.call_augmenter(aug, [parent], epoch, [copy])[0][0]
         counts = stage.report[aug.name]
         if not outs:
             counts["fallback"] = counts.get("fallback", 0) + 1
-            return parent
+            return {**parent, SOURCE: ORIGINAL, PARENT: ""}
         if len(outs) == 1:
             new = outs[0]
         else:  # several views: pick one with its own stream, not the augmenter's
-            pick = random.Random(
-                derive_seed(stage.seed, aug.name, parent[ID], self.epoch, copy, "pick")
-            )
+            pick = random.Random(derive_seed(stage.seed, aug.name, parent[ID], epoch, copy, "pick"))
             new = outs[pick.randrange(len(outs))]
         stage._check_example(aug, new, parent, "augment")
         counts["written"] = counts.get("written", 0) + 1
         row = {c: new[c] for c in self.cols if c != ID}
-        row[ID] = f"{parent[ID]}/{aug.name}/{self.epoch}.{copy}.0"
+        row[ID] = f"{parent[ID]}/{aug.name}/{epoch}.{copy}.0"
+        row[SOURCE] = aug.name
+        row[PARENT] = parent[ID]
         return row
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.example(index)
         enc = self.tokenize({k: [v] for k, v in row.items()})
         return {k: v[0] for k, v in enc.items()}
+
+
+def _refresh_bar(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar (the Trainer's own progress library) for writing model-made views."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ex", disable=not enabled, leave=True)

@@ -359,7 +359,7 @@ class Pipeline:
         callbacks = list(callbacks)
         if cfg.data.augmentation == "per_epoch" and self.augmenters:
             train_dataset = stage.per_epoch_dataset(train_source, tokenize)
-            callbacks.append(EpochCallback(train_dataset))
+            callbacks.append(EpochCallback(train_dataset, tokenizer))
             n_train = len(train_dataset)
         else:
             expanded = stage.expand(train_source)

@@ -88,13 +88,21 @@ class AugregTrainer(Trainer):
 
 
 class EpochCallback(TrainerCallback):
-    """Tells a per-epoch augmented data set which epoch starts (fresh views each epoch)."""
+    """Tells a per-epoch augmented data set which epoch starts (fresh views each epoch).
 
-    def __init__(self, dataset: Any) -> None:
+    It also hands the data set the model being trained and the tokenizer, so that augmenters
+    with ``needs_model`` write their views against the current weights on their refresh
+    epochs (:meth:`augreg.data.PerEpochDataset.set_epoch`). ``on_epoch_begin`` runs before
+    the epoch's data loader is iterated, so every batch of the epoch sees the new views.
+    """
+
+    def __init__(self, dataset: Any, tokenizer: Any = None) -> None:
         self.dataset = dataset
+        self.tokenizer = tokenizer
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.dataset.set_epoch(round(state.epoch or 0))
+        tokenizer = self.tokenizer if self.tokenizer is not None else kwargs.get("processing_class")
+        self.dataset.set_epoch(round(state.epoch or 0), kwargs.get("model"), tokenizer)
 
 
 def resolve_precision(precision: str) -> dict[str, bool]:

@@ -14,7 +14,8 @@ Public API:
     :class:`AdapterContract` (``CONTRACTS`` maps each kind to its contract).
     Helpers: :func:`make_batch`, :func:`isolated_host`, :func:`no_network`,
     :func:`sequence_examples`, :func:`token_examples`, :func:`entity_spans`,
-    :func:`heavy_imports_of`, :func:`tiny_model`, :func:`tiny_tokenizer`.
+    :func:`heavy_imports_of`, :func:`tiny_model`, :func:`tiny_tokenizer`,
+    :func:`model_context` (hands a model to an augmenter with ``needs_model``).
     Runner: :func:`augreg.testing.runner.check_plugin` (``augreg check-plugin DIST``).
 """
 
@@ -39,6 +40,7 @@ from augreg.testing.kit import (
     ObjectiveContract,
     RegularizerContract,
     heavy_imports_of,
+    model_context,
 )
 from augreg.testing.models import save_tiny_model, tiny_model, tiny_tokenizer
 
@@ -56,6 +58,7 @@ __all__ = [
     "heavy_imports_of",
     "isolated_host",
     "make_batch",
+    "model_context",
     "no_network",
     "save_tiny_model",
     "sequence_examples",

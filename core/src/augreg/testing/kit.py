@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
-from augreg.components import TASKS, Component, Example, Kind, SetupContext
+from augreg.components import TASKS, Component, Example, Kind, ModelContext, SetupContext
 from augreg.errors import AugregError, OptionsError
 from augreg.hookspecs import ENTRY_POINT_GROUP
 from augreg.host import NAME_RE, ComponentInfo, PluginHost
@@ -75,6 +75,7 @@ __all__ = [
     "ObjectiveContract",
     "RegularizerContract",
     "heavy_imports_of",
+    "model_context",
 ]
 
 SEQUENCE_LABELS: tuple[str, ...] = ("negative", "positive")
@@ -470,14 +471,49 @@ def _assert_aligned(out: Example, where: str) -> None:
         raise AssertionError(f"{where}: tags are not valid IOB2: {exc}") from None
 
 
+def model_context(task: str, model: Any, tokenizer: Any, max_length: int = 64) -> ModelContext:
+    """A :class:`augreg.ModelContext` as a refresh builds it: the model in eval mode, the
+    task's own tokenize function (labels of :data:`SEQUENCE_LABELS` or :data:`DEFAULT_TAGS`).
+
+    Example:
+        >>> ctx = model_context("sequence_classification", tiny_model(), tiny_tokenizer())
+        >>> aug.use_model(ctx)  # doctest: +SKIP
+    """
+    from augreg.config import TaskConfig
+    from augreg.tasks import get_task
+
+    labels = SEQUENCE_LABELS if task == "sequence_classification" else DEFAULT_TAGS
+    spec = get_task(TaskConfig(type=task), list(labels))
+
+    def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return spec.tokenize_batch(batch, tokenizer, max_length)
+
+    model.eval()
+    return ModelContext(model, tokenizer, task=task, epoch=0, tokenize=tokenize)
+
+
 class AugmenterContract(ComponentContract):
     """Checks for an :class:`augreg.Augmenter`.
 
     Determinism given the rng, batch equals one-by-one, input not mutated, labels (and spans)
     preserved unless ``changes_labels``, explicit behaviour on empty input, keys kept.
+
+    An augmenter with ``needs_model`` runs every check with a model handed over as a refresh
+    does (the ``augmenter_model`` fixture: a tiny model of the task in eval mode; override it
+    to give a trained one), plus: a clear ``AugregError`` without a model, the model left
+    untouched, and a consistent ``refresh_epoch`` schedule.
     """
 
     kind: ClassVar[Kind] = "augmenter"
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def augmenter_model(cls, task: str) -> Any:
+        """For ``needs_model`` augmenters: the model handed over (a tiny one, eval mode)."""
+        labels = SEQUENCE_LABELS if task == "sequence_classification" else DEFAULT_TAGS
+        model = tiny_model(task, num_labels=len(labels), seed=cls.seed)
+        model.eval()
+        return model
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -487,10 +523,17 @@ class AugmenterContract(ComponentContract):
         task: str,
         tokenizer: Any,
         tmp_path_factory: pytest.TempPathFactory,
+        request: pytest.FixtureRequest,
     ) -> Any:
-        """The component, built and set up once per task (augmenters keep no state)."""
+        """The component, built and set up once per task (augmenters keep no state).
+
+        A ``needs_model`` augmenter also gets ``augmenter_model`` through ``use_model``.
+        """
         built = cls.build(component_cls)
         built.setup(cls.setup_context(task, tokenizer, tmp_path_factory.mktemp("augreg")))
+        if getattr(component_cls, "needs_model", False):
+            model = request.getfixturevalue("augmenter_model")
+            built.use_model(model_context(task, model, tokenizer))  # type: ignore[attr-defined]
         return built
 
     def _augment(self, instance: Any, example: Example, seed: int) -> list[Example]:
@@ -584,6 +627,69 @@ class AugmenterContract(ComponentContract):
                 assert not missing, f"example {i}: output lost the keys {sorted(missing)}"
                 if task == "token_classification":
                     _assert_aligned(out, f"{self.component} on example {i}")
+
+    # -- augmenters that need the model --------------------------------------------------------
+
+    def _needs_model(self, component_cls: type[Component]) -> None:
+        if not getattr(component_cls, "needs_model", False):
+            pytest.skip(f"{self.component} does not declare needs_model = True")
+
+    def test_needs_model_refuses_without_one(
+        self,
+        component_cls: type[Component],
+        task: str,
+        tokenizer: Any,
+        examples: list[Example],
+        tmp_path: Path,
+    ) -> None:
+        """Without a model handed over, it raises ``AugregError`` (not AttributeError)."""
+        self._needs_model(component_cls)
+        built = self.build(component_cls)
+        built.setup(self.setup_context(task, tokenizer, tmp_path))
+        with pytest.raises(AugregError):
+            for i, ex in enumerate(examples):
+                built.augment(copy.deepcopy(ex), random.Random(self._seed_of(i, ex)))  # type: ignore[attr-defined]
+
+    def test_model_left_untouched(
+        self,
+        component_cls: type[Component],
+        instance: Any,
+        augmenter_model: Any,
+        examples: list[Example],
+    ) -> None:
+        """Writing views changes no weight, no gradient and no module's train/eval mode."""
+        self._needs_model(component_cls)
+        before = {k: v.clone() for k, v in augmenter_model.state_dict().items()}
+        modes = [m.training for m in augmenter_model.modules()]
+        for i, ex in enumerate(examples):
+            self._augment(instance, copy.deepcopy(ex), self._seed_of(i, ex))
+        after = augmenter_model.state_dict()
+        changed = [k for k, v in before.items() if not v.equal(after[k])]
+        assert not changed, f"{self.component} changed the weights {changed[:5]}"
+        assert all(p.grad is None for p in augmenter_model.parameters()), (
+            f"{self.component} left gradients on the model; score without gradients"
+        )
+        assert [m.training for m in augmenter_model.modules()] == modes, (
+            f"{self.component} switched modules between train and eval mode"
+        )
+
+    def test_refresh_schedule_is_consistent(self, component_cls: type[Component]) -> None:
+        """``refresh_epoch``: never in the future, a refresh epoch maps to itself, never goes
+        back, and once started there is always a refresh to use."""
+        self._needs_model(component_cls)
+        built = self.build(component_cls)
+        last: int | None = None
+        for epoch in range(40):
+            at = built.refresh_epoch(epoch)  # type: ignore[attr-defined]
+            if at is None:
+                assert last is None, f"refresh_epoch({epoch}) is None after a refresh at {last}"
+                continue
+            assert isinstance(at, int) and 0 <= at <= epoch, (
+                f"refresh_epoch({epoch}) = {at!r}; it must be an epoch <= {epoch}"
+            )
+            assert built.refresh_epoch(at) == at, f"refresh_epoch({at}) must be {at} itself"  # type: ignore[attr-defined]
+            assert last is None or at >= last, f"refresh_epoch went back from {last} to {at}"
+            last = at
 
 
 class InjectorContract(ComponentContract):
