@@ -59,11 +59,13 @@ _LAZY = {
     "training_step": "augreg.step",
     "StepResult": "augreg.step",
     "AugregTrainer": "augreg.trainer",
+    "load_model": "augreg.model_io",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from augreg.config import PipelineConfig, load_config
     from augreg.context import StepContext
+    from augreg.model_io import load_model
     from augreg.pipeline import Pipeline, RunResult
     from augreg.step import StepResult, compute_loss, training_step
     from augreg.trainer import AugregTrainer
@@ -129,6 +131,7 @@ __all__ = [
     "derive_seed",
     "hookimpl",
     "load_config",
+    "load_model",
     "recipes",
     "training_step",
 ]

@@ -312,6 +312,7 @@ class Pipeline:
         import torch
         import transformers
 
+        from augreg.model_io import build_model, save_trained
         from augreg.tasks import get_task
         from augreg.trainer import AugregTrainer, EpochCallback, training_arguments
 
@@ -374,11 +375,8 @@ class Pipeline:
             evals[name] = encode_eval(stage.inject(ds))
 
         transformers.set_seed(cfg.train.seed)  # the head's initialisation follows the seed
-        model = task.load_model(cfg.model)
-        for injector in self.injectors:
-            model = injector.prepare_model(model, tokenizer)
+        model = build_model(task, cfg.model, self.injectors, self.adapters, tokenizer)
         for adapter in self.adapters:
-            model = adapter.prepare_model(model)
             callbacks.extend(adapter.callbacks())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
@@ -444,6 +442,7 @@ class Pipeline:
             "peak_memory_mb": _peak_memory_mb(),
             "trainable_parameters": trainable,
             "total_parameters": total,
+            "trainable_share": round(trainable / max(total, 1), 6),
             "extra_passes": sum(c.extra_passes for c in self.all_components()),
             "data_report": getattr(stage, "report", {}),
             "skipped_rows": bundle.skipped,
@@ -459,7 +458,19 @@ class Pipeline:
             (run_dir / "log_history.json").write_text(
                 json.dumps(trainer.state.log_history, indent=1, default=str) + "\n"
             )
-            if cfg.train.save_model:
+            if cfg.train.save_model and self.adapters:
+                # Only what the adapters train, plus the recipe to rebuild the rest.
+                save_trained(
+                    run_dir / "model",
+                    model,
+                    model_cfg=cfg.model,
+                    task_type=cfg.task.type,
+                    labels=list(bundle.labels),
+                    seed=cfg.train.seed,
+                    injectors=self.injectors,
+                    adapters=self.adapters,
+                )
+            elif cfg.train.save_model:
                 trainer.save_model(str(run_dir / "model"))
             _cleanup_checkpoints(run_dir / "checkpoints")
         result = RunResult(run_dir, metrics, train_info, cfg)
