@@ -60,6 +60,31 @@ STUDIES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
             "mention_replacement": {"augment": [{"name": "eda.mention_replacement", "copies": 2}]},
         },
     ),
+    "adapters": (
+        "sst2_minilm.toml",
+        "accuracy",
+        {
+            "none": {},
+            # LoRA and bottleneck adapters train ~1% of the weights from a zero (or near-zero)
+            # update, so they need a larger step than full fine-tuning's 5e-5: Hu et al. use
+            # 4e-4 to 5e-4 for RoBERTa (r=8, query/value); Houlsby et al. 1e-4 to 1e-3. 5e-4
+            # fits both over 5 epochs of 500 examples (160 steps).
+            "lora": {
+                "adapters": [{"name": "adapters.lora", "r": 8}],
+                "train.learning_rate": 5e-4,
+            },
+            "bottleneck": {
+                "adapters": [{"name": "adapters.bottleneck"}],
+                "train.learning_rate": 5e-4,
+            },
+            # LP-FT keeps full fine-tuning's rate (Kumar et al. fine-tune at the usual rate
+            # after the probe); the probe (first 2 of 5 epochs, head only) runs at 20x, 1e-3,
+            # since a fresh head alone at 5e-5 barely moves in 64 steps.
+            "lp_ft": {
+                "adapters": [{"name": "adapters.lp_ft", "switch": 0.4, "probe_lr_scale": 20}],
+            },
+        },
+    ),
 }
 
 

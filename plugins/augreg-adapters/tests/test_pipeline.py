@@ -134,6 +134,7 @@ class _Snapshots(TrainerCallback):  # type: ignore[misc]
     def __init__(self) -> None:
         self.encoder: dict[int, torch.Tensor] = {}
         self.head: dict[int, torch.Tensor] = {}
+        self.lr: dict[int, float] = {}
 
     def _take(self, step: int, model: Any) -> None:
         self.encoder[step] = (
@@ -146,6 +147,7 @@ class _Snapshots(TrainerCallback):  # type: ignore[misc]
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._take(state.global_step, kwargs["model"])
+        self.lr[state.global_step] = kwargs["optimizer"].param_groups[0]["lr"]
 
 
 @pytest.mark.parametrize(
@@ -172,6 +174,24 @@ def test_lp_ft_trains_only_the_head_until_the_switch(
     history = json.loads((pipe.last_run.run_dir / "log_history.json").read_text())  # type: ignore[union-attr]
     assert {"lp_ft_switch": switch_at, "step": switch_at} in history
     assert all(p.requires_grad for p in pipe.trainer.model.parameters())
+
+
+def test_lp_ft_probes_at_a_scaled_learning_rate(
+    tiny_folder: Path, train_file: Path, tmp_path: Path
+) -> None:
+    snaps = _Snapshots()
+    pipe = _pipeline(
+        tiny_folder,
+        train_file,
+        adapters=[{"name": "adapters.lp_ft", "switch": 0.5, "probe_lr_scale": 10}],
+        train={"epochs": 2, "warmup_ratio": 0.0},  # 8 steps, linear decay from 1e-2
+    )
+    pipe.run(tmp_path, callbacks=[snaps])
+    for step in range(1, 8):
+        # After step k the schedule holds the rate of step k + 1: 1e-2 * (1 - k / 8).
+        expected = 1e-2 * (1 - step / 8) * (10 if step <= 4 else 1)
+        assert snaps.lr[step] == pytest.approx(expected), f"step {step}"
+    assert torch.equal(snaps.encoder[4], snaps.encoder[0])
 
 
 def test_adversarial_training_reaches_lora_parameters() -> None:

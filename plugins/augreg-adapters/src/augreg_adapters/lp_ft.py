@@ -31,7 +31,9 @@ class LPFT(augreg.Adapter):
     paper finds helps most out of distribution. ``switch`` is a fraction of the training steps
     (``unit = "fraction"``) or a number of epochs (``unit = "epoch"``). What trains after the
     switch is whatever was trainable when LP-FT was applied, so put it after ``core.freeze``
-    (or another adapter) to fine-tune only that. Single-process training only: toggling
+    (or another adapter) to fine-tune only that. The paper fits the probe to convergence with
+    its own solver; here the probe shares the run's optimizer and schedule, at
+    ``probe_lr_scale`` times the learning rate. Single-process training only: toggling
     ``requires_grad`` under DistributedDataParallel breaks its gradient buckets.
 
     Paper: Kumar et al. 2022, *Fine-Tuning can Distort Pretrained Features and Underperform
@@ -61,6 +63,13 @@ class LPFT(augreg.Adapter):
         unit: Literal["fraction", "epoch"] = Field(
             "fraction", description="What switch counts: fraction of steps, or epochs."
         )
+        probe_lr_scale: float = Field(
+            1.0,
+            gt=0,
+            le=1e4,
+            description="Learning rate while probing, as a multiple of train.learning_rate "
+            "(a head trained alone from scratch wants a larger rate than fine-tuning).",
+        )
         head: list[str] | None = Field(
             None,
             min_length=1,
@@ -89,4 +98,5 @@ class LPFT(augreg.Adapter):
     def callbacks(self) -> list[Any]:
         from augreg_adapters.lp_ft_callback import LPFTSwitch
 
-        return [LPFTSwitch(self.options.switch, self.options.unit, self.options.head)]
+        opts = self.options
+        return [LPFTSwitch(opts.switch, opts.unit, opts.head, opts.probe_lr_scale)]

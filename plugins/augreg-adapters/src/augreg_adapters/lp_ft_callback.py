@@ -27,10 +27,15 @@ class LPFTSwitch(TrainerCallback):  # type: ignore[misc]
         body: Names of the parameters frozen while probing.
     """
 
-    def __init__(self, switch: float, unit: str, head: list[str] | None) -> None:
+    def __init__(
+        self, switch: float, unit: str, head: list[str] | None, probe_lr_scale: float = 1.0
+    ) -> None:
         self.switch = switch
         self.unit = unit
         self.head = head
+        self.probe_lr_scale = probe_lr_scale
+        self._scheduler: Any = None
+        self._optimizer: Any = None
         self.switch_at: int | None = None
         self.body: list[str] = []
         self._frozen: list[Any] = []
@@ -71,6 +76,8 @@ class LPFTSwitch(TrainerCallback):  # type: ignore[misc]
             self._frozen = [p for _, p in body]
             for p in self._frozen:
                 p.requires_grad_(False)
+            if self.probe_lr_scale != 1.0:
+                self._scale_lr(kwargs.get("lr_scheduler"), optimizer, self.probe_lr_scale)
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._frozen and self.switch_at is not None and state.global_step >= self.switch_at:
@@ -80,7 +87,24 @@ class LPFTSwitch(TrainerCallback):  # type: ignore[misc]
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._unfreeze()  # a run that ends before the switch still leaves the model whole
 
+    def _scale_lr(self, scheduler: Any, optimizer: Any, factor: float) -> None:
+        # The Trainer's schedules are LambdaLR: lr = base_lr * lambda(step), recomputed from
+        # base_lrs at every scheduler step, so scaling both moves the whole probing phase.
+        if scheduler is None or optimizer is None or not hasattr(scheduler, "base_lrs"):
+            raise adapter_error(
+                "adapters.lp_ft",
+                "probe_lr_scale needs the Trainer's optimizer and a LambdaLR schedule (its "
+                "default); set probe_lr_scale = 1 with a custom scheduler.",
+            )
+        scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
+        for group in optimizer.param_groups:
+            group["lr"] *= factor
+        self._scheduler, self._optimizer = scheduler, optimizer
+
     def _unfreeze(self) -> None:
         for p in self._frozen:
             p.requires_grad_(True)
         self._frozen = []
+        if self._scheduler is not None:
+            self._scale_lr(self._scheduler, self._optimizer, 1.0 / self.probe_lr_scale)
+            self._scheduler = self._optimizer = None
