@@ -1,8 +1,8 @@
-"""The conformance kit for every component of augreg-adversarial (both tasks)."""
+"""The conformance kit for every component of augreg-adversarial (each task it supports)."""
 
 from __future__ import annotations
 
-from augreg.testing import RegularizerContract
+from augreg.testing import AugmenterContract, RegularizerContract
 
 
 class TestFGM(RegularizerContract):
@@ -26,3 +26,16 @@ class TestFreeLB(RegularizerContract):
 
 class TestSMART(RegularizerContract):
     component = "adversarial.smart"
+
+
+class TestWordSubstitution(AugmenterContract):
+    """Run by the kit against a tiny model handed over as a refresh does (needs_model)."""
+
+    component = "adversarial.word_substitution"
+    # the kit's sentences are short: allow half the words; every view, flipped or not
+    options = {
+        "start_epoch": 0,
+        "attack_fraction": 1.0,
+        "max_change_fraction": 0.5,
+        "keep": "perturbed",
+    }

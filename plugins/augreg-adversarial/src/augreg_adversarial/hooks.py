@@ -2,6 +2,7 @@
 
 import augreg
 from augreg_adversarial.regularizers import FGM, PGD, SMART, FreeLB
+from augreg_adversarial.word_substitution import WordSubstitution
 
 
 @augreg.hookimpl
@@ -10,3 +11,8 @@ def augreg_register_regularizers(register: augreg.Register) -> None:
     register(PGD)
     register(FreeLB)
     register(SMART)
+
+
+@augreg.hookimpl
+def augreg_register_augmenters(register: augreg.Register) -> None:
+    register(WordSubstitution)
