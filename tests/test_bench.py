@@ -492,7 +492,8 @@ def test_reports_write_markdown_and_html_with_embedded_plots(
         {"base": [0.80, 0.82, 0.84], "rdrop": [0.81, 0.83, 0.86]},
         {"base": [10.0, 12.0, 11.0], "rdrop": [20.0, 24.0, 22.0]},
     )
-    paths = write_reports(plan)
+    summary, paths = write_reports(plan)
+    assert summary["sets"] == ["test", "ood"]
     md = paths["summary.md"].read_text()
     assert (
         "| rdrop | 3/3 | 83.33 ± 2.52 | [77.08, 89.58] | +1.33 | [-0.10, 2.77] | 0.057 | 2.00 "
@@ -559,3 +560,34 @@ def test_cli_bench_with_two_jobs(
     assert (tmp_path / "bench" / "summary.html").exists()
     again = runner.invoke(app, ["bench", str(spec), "--jobs", "2"])
     assert again.exit_code == 0 and "0 run(s) to do, 2 done" in again.output
+
+
+# -- the docs ---------------------------------------------------------------------------------
+
+
+def _blocks(path: Path, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.S)
+
+
+def test_docs_bench_examples_run_and_specs_parse() -> None:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    from augreg.bench import BenchSpec
+
+    (code,) = _blocks(ROOT / "docs" / "bench.md", "python")
+    scope: dict[str, Any] = {}
+    exec(compile(code, "docs/bench.md", "exec"), scope)
+    assert list(scope["pipe_kwargs"]) == ["objectives", "regularize"]
+    specs = [
+        block
+        for path in (ROOT / "docs" / "bench.md", ROOT / "README.md")
+        for block in _blocks(path, "toml")
+        if "[[variants]]" in block
+    ]
+    assert len(specs) == 2
+    for block in specs:
+        spec = BenchSpec.model_validate(tomllib.loads(block))
+        assert spec.variants and spec.eval

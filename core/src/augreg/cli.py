@@ -350,12 +350,21 @@ def bench(
     if not report_only and todo:
         failed = _bench_runs(plan, jobs, variant, in_process, todo)
     from augreg.bench import write_reports
+    from augreg.bench.report import tables
 
     try:
-        paths = write_reports(plan)
+        summary, paths = write_reports(plan)
     except AugregError as exc:
         _fail(exc, 2)
         return
+    keep = (0, 1, 2, 4, 6, 7)  # variant, runs, mean ± std, Δ, p, time x; the rest in the files
+    for title, head, rows in tables(summary)[:-1]:
+        result = Table(title=f"{title}: {summary['metric']}")
+        for i in keep:
+            result.add_column(head[i], justify="left" if i == 0 else "right", no_wrap=i == 0)
+        for row in rows:
+            result.add_row(*(row[i] for i in keep))
+        out.print(result)
     out.print(f"augreg: wrote {paths['summary.md']} and {paths['summary.html']}")
     if failed:
         for key, detail in failed.items():
@@ -381,7 +390,24 @@ def _bench_runs(
     )
 
     from augreg.bench import RunJob, run_bench
+    from augreg.bench.runner import slots_for
 
+    if in_process:
+        out.print("runs one at a time in this process (--in-process)")
+    else:
+        slots = slots_for(jobs)
+        gpus = [d for d, _ in slots if d is not None]
+        if gpus:
+            out.print(f"{len(gpus)} run(s) at once, one per GPU ({', '.join(gpus)})")
+            if jobs > len(gpus):
+                err.print(
+                    f"[yellow]warning:[/yellow] --jobs {jobs} but {len(gpus)} GPU(s): one run per "
+                    "GPU at a time"
+                )
+        else:
+            threads = slots[0][1]
+            each = f", {threads} torch thread(s) each" if threads else ""
+            out.print(f"{len(slots)} run(s) at once on CPU{each}")
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),

@@ -11,7 +11,7 @@ Example:
     >>> from augreg.bench import load_spec, run_bench, write_reports
     >>> plan = load_spec("benchmarks/generalization/sst2_500.toml")  # doctest: +SKIP
     >>> run_bench(plan, jobs=2)  # doctest: +SKIP
-    >>> write_reports(plan)["summary.md"]  # doctest: +SKIP
+    >>> summary, paths = write_reports(plan)  # doctest: +SKIP
 
 See docs/bench.md. The plots need matplotlib: ``pip install "augreg[bench]"``.
 """

@@ -27,7 +27,7 @@ from augreg.errors import AugregError
 if TYPE_CHECKING:
     from augreg.bench.spec import BenchPlan
 
-__all__ = ["require_matplotlib", "summarize", "to_html", "to_markdown", "write_reports"]
+__all__ = ["require_matplotlib", "summarize", "tables", "to_html", "to_markdown", "write_reports"]
 
 INSTALL_HINT = 'pip install "augreg[bench]"'
 PLOTS = ("metric.png", "gain_cost.png")
@@ -184,7 +184,7 @@ def _p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+def tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of each table, shared by the Markdown and HTML summaries."""
     metric, base, n_seeds = summary["metric"], summary["base"], len(summary["seeds"])
     tables = []
@@ -269,7 +269,7 @@ def to_markdown(summary: Mapping[str, Any], plots: Sequence[str] = PLOTS) -> str
     if summary["description"]:
         lines += [summary["description"], ""]
     lines += [f"Spec: `{summary['source']}`. " + _legend(summary), ""]
-    for title, head, rows in _tables(summary):
+    for title, head, rows in tables(summary):
         lines += [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]
         lines.append("")
@@ -304,7 +304,7 @@ def to_html(summary: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
     if summary["description"]:
         parts.append(f"<p>{e(summary['description'])}</p>")
     parts.append(f"<p>Spec: <code>{e(summary['source'])}</code>. {e(_legend(summary))}</p>")
-    for title, head, rows in _tables(summary):
+    for title, head, rows in tables(summary):
         parts.append(f"<h2>{e(title)}</h2><table><tr>")
         parts.append("".join(f"<th>{e(h)}</th>" for h in head) + "</tr>")
         for r in rows:
@@ -338,8 +338,8 @@ def plot_metric(summary: Mapping[str, Any]) -> bytes:
 
     sets = summary["sets"] or ["(no runs)"]
     names = [v["name"] for v in summary["variants"]]
-    fig = Figure(figsize=(4.2 * len(sets), 0.45 * len(names) + 1.4))
-    axes = fig.subplots(1, len(sets), squeeze=False)[0]
+    fig = Figure(figsize=(3.6 * len(sets) + 1.6, 0.45 * len(names) + 1.4), layout="constrained")
+    axes = fig.subplots(1, len(sets), squeeze=False, sharey=True)[0]
     unit = " (x 100)" if summary["percent"] else ""
     for ax, eval_set in zip(axes, sets, strict=True):
         for y, v in enumerate(reversed(summary["variants"])):
@@ -354,8 +354,9 @@ def plot_metric(summary: Mapping[str, Any]) -> bytes:
                 ax.plot(row["mean"], y, "o", color=color)
             if v["name"] == summary["base"]:
                 ax.axvline(row["mean"], color="gray", linestyle="--", linewidth=0.8)
-        ax.set_yticks(range(len(names)), list(reversed(names)))
-        ax.set_ylim(-0.7, len(names) - 0.3)
+        if ax is axes[0]:
+            ax.set_yticks(range(len(names)), list(reversed(names)))
+            ax.set_ylim(-0.7, len(names) - 0.3)
         ax.set_title(eval_set)
         ax.set_xlabel(f"{summary['metric']}{unit}, mean and 95% CI")
         ax.grid(axis="x", alpha=0.3)
@@ -366,9 +367,10 @@ def plot_gain_cost(summary: Mapping[str, Any]) -> bytes:
     """Paired gain over the base against time relative to it, per variant and evaluation set."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.4, 4.6))
+    fig = Figure(figsize=(6.4, 4.6), layout="constrained")
     ax = fig.subplots()
     markers = "osD^v<>"
+    labelled: set[str] = set()
     for i, eval_set in enumerate(summary["sets"]):
         xs, ys, lo, hi, labels = [], [], [], [], []
         for v in summary["variants"]:
@@ -393,12 +395,14 @@ def plot_gain_cost(summary: Mapping[str, Any]) -> bytes:
             label=eval_set,
         )
         for x, y, label in zip(xs, ys, labels, strict=True):
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            if label not in labelled:  # one name per variant, at its first set's point
+                labelled.add(label)
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.axhline(0.0, color="gray", linestyle="--", linewidth=0.8)
     ax.axvline(1.0, color="gray", linestyle=":", linewidth=0.8)
-    unit = " points" if summary["percent"] else ""
+    unit = "points, " if summary["percent"] else ""
     ax.set_xlabel(f"time relative to {summary['base']} (median wall time per run)")
-    ax.set_ylabel(f"Δ {summary['metric']} vs {summary['base']}{unit} (95% CI)")
+    ax.set_ylabel(f"Δ {summary['metric']} vs {summary['base']} ({unit}95% CI)")
     ax.set_title("gain against cost")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(title="evaluation set")
@@ -406,12 +410,12 @@ def plot_gain_cost(summary: Mapping[str, Any]) -> bytes:
     return _png(fig)
 
 
-def write_reports(plan: BenchPlan) -> dict[str, Path]:
+def write_reports(plan: BenchPlan) -> tuple[dict[str, Any], dict[str, Path]]:
     """Summarize the finished runs of ``plan`` and write every report into its bench folder.
 
     Returns:
-        The paths written, by name (``summary.md``, ``summary.html``, ``summary.json``,
-        ``metric.png``, ``gain_cost.png``).
+        The summary (see :func:`summarize`) and the paths written, by name (``summary.md``,
+        ``summary.html``, ``summary.json``, ``metric.png``, ``gain_cost.png``).
 
     Raises:
         AugregError: matplotlib is missing (names the extra to install), or the metric is unknown.
@@ -434,4 +438,4 @@ def write_reports(plan: BenchPlan) -> dict[str, Path]:
     paths["summary.md"].write_text(to_markdown(summary, list(plots)), encoding="utf-8")
     paths["summary.html"] = folder / "summary.html"
     paths["summary.html"].write_text(to_html(summary, plots), encoding="utf-8")
-    return paths
+    return summary, paths
