@@ -48,19 +48,10 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
 
 
 def load_batch(tokenizer: Any) -> dict[str, Any]:
-    import torch
+    """The benchmark batch: the step overhead benchmark's sentences, 16 of them."""
+    from step_overhead import load_batch as sst2_batch  # benchmarks/ is the script's folder
 
-    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()[:BATCH]]
-    enc = tokenizer(
-        [r["text"] for r in rows],
-        padding="max_length",
-        truncation=True,
-        max_length=LENGTH,
-        return_tensors="pt",
-    )
-    batch = dict(enc)
-    batch["labels"] = torch.tensor([int(r["label"]) for r in rows])
-    return batch
+    return sst2_batch(tokenizer, BATCH, LENGTH)
 
 
 def build_model(spec: dict[str, Any] | None) -> Any:

@@ -49,13 +49,14 @@ VARIANTS: dict[str, tuple[dict[str, Any] | None, float, str]] = {
 }
 
 
-def load_batch(tokenizer: Any) -> dict[str, torch.Tensor]:
-    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()[:BATCH]]
+def load_batch(tokenizer: Any, size: int = BATCH, length: int = LENGTH) -> dict[str, torch.Tensor]:
+    """The first ``size`` SST-2 training sentences, padded to ``length`` tokens, with labels."""
+    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()[:size]]
     enc = tokenizer(
         [r["text"] for r in rows],
         padding="max_length",
         truncation=True,
-        max_length=LENGTH,
+        max_length=length,
         return_tensors="pt",
     )
     batch = dict(enc)
