@@ -379,6 +379,21 @@ def test_killed_run_process_leaves_no_record(
     assert job.key not in load_records(plan.folder)[0]
 
 
+def test_one_invocation_per_bench_folder(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    from augreg.errors import AugregError
+
+    plan = load_spec(_spec(tmp_path, tiny_seq_model, sentiment_files, variants=[]))
+    plan.folder.mkdir(parents=True)
+    with (plan.folder / "bench.lock").open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as another invocation does
+        with pytest.raises(AugregError, match="another augreg bench is running"):
+            run_bench(plan, isolate=False)
+    assert load_records(plan.folder)[0] == {}
+
+
 def test_failed_run_is_reported_and_not_counted(
     tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -534,6 +549,11 @@ def test_cli_dry_run_and_errors(
     assert result.exit_code == 0, result.output
     assert "4 run(s) to do, 0 done" in result.output
     assert "ablate: the base has no components" in result.output
+    result = runner.invoke(
+        app, ["bench", str(_spec_file(tmp_path, raw)), "--dry-run", "--variant", "rdorp"]
+    )
+    assert result.exit_code == 2
+    assert "no variant 'rdorp'" in result.output and "Did you mean 'rdrop'?" in result.output
     raw["variants"] = [{"name": "x", "add": ["core.rdorp"]}]
     result = runner.invoke(app, ["bench", str(_spec_file(tmp_path, raw)), "--dry-run"])
     assert result.exit_code == 2

@@ -348,7 +348,11 @@ def bench(
         return
     failed: dict[str, str] = {}
     if not report_only and todo:
-        failed = _bench_runs(plan, jobs, variant, in_process, todo)
+        try:
+            failed = _bench_runs(plan, jobs, variant, in_process, todo)
+        except AugregError as exc:
+            _fail(exc, 2)
+            return
     from augreg.bench import write_reports
     from augreg.bench.report import tables
 

@@ -20,7 +20,8 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 
 from augreg.bench.spec import BenchPlan, config_hash
 from augreg.config import SECTIONS, set_dotted, validate
+from augreg.errors import AugregError
 
 __all__ = ["BenchOutcome", "RunJob", "execute", "load_records", "plan_jobs", "run_bench"]
 
@@ -268,6 +270,40 @@ def run_bench(
     if not isolate and jobs != 1:
         raise ValueError("run_bench: isolate=False runs in this process; use jobs=1")
     (plan.folder / "runs").mkdir(parents=True, exist_ok=True)
+    with _bench_lock(plan.folder):
+        return _run_pending(plan, jobs, only, isolate, report, gpus)
+
+
+@contextmanager
+def _bench_lock(folder: Path) -> Iterator[None]:
+    """One invocation per bench folder at a time: two would run the same pending runs."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        yield
+        return
+    with (folder / "bench.lock").open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise AugregError(
+                f"augreg: another augreg bench is running in {folder}; wait for it to finish "
+                "(its finished runs will be kept) or give this one another --output"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run_pending(
+    plan: BenchPlan,
+    jobs: int,
+    only: Sequence[str] | None,
+    isolate: bool,
+    report: Reporter | None,
+    gpus: Sequence[str] | None,
+) -> BenchOutcome:
     records, _ = load_records(plan.folder)
     every = plan_jobs(plan, only)
     pending = [j for j in every if j.key not in records]
