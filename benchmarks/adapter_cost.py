@@ -9,9 +9,9 @@ batch of 16 real SST-2 training sentences padded to 64 tokens.
   then timed steps; the variant order rotates between rounds. Ratio = median step time of a
   variant / median full fine-tuning step time.
 * Peak memory: each variant in a child process of its own (CPU peak RSS is per process and
-  never goes down), order rotated between rounds: resident memory after the model is built,
-  and the peak over the training steps; the training memory is the difference (activations,
-  gradients, optimizer state). On a GPU the same is measured with the CUDA allocator.
+  counts the whole process), order rotated between rounds: resident memory after the model is
+  built, and the peak over the training steps (high-water mark reset once the model is built);
+  the training memory is the difference (activations, gradients, optimizer state). On a GPU the same is measured with the CUDA allocator.
 * Saved size: short pipeline runs (``train.max_steps``) with ``train.save_model`` on; size of
   the run folder's ``model/`` and of the whole run folder, LoRA relative to full fine-tuning.
 
@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -93,13 +92,23 @@ def run_steps(model: Any, batch: dict[str, Any], n: int, warmup: int) -> list[fl
     return times
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _status_mb(field: str) -> float:
+    """A memory field of /proc/self/status (VmRSS: now, VmHWM: peak since the last reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def memory_child(name: str, steps: int, threads: int) -> None:
-    """In a child process: build one variant, train a few steps, print its memory as JSON."""
+    """In a child process: build one variant, train a few steps, print its memory as JSON.
+
+    The peak is taken over the training steps only: loading the model peaks higher than
+    training a small one, so the resident-memory high-water mark is reset (Linux
+    ``/proc/self/clear_refs``) once the model is built.
+    """
+    import gc
+
     import torch
     from transformers import AutoTokenizer
 
@@ -110,18 +119,17 @@ def memory_child(name: str, steps: int, threads: int) -> None:
     batch = load_batch(tokenizer)
     model = build_model(VARIANTS[name])
     cuda = torch.cuda.is_available()
+    gc.collect()
     if cuda:
         model.cuda()
         batch = {k: v.cuda() for k, v in batch.items()}
         torch.cuda.reset_peak_memory_stats()
         built = torch.cuda.memory_allocated() / 2**20
     else:
-        built = _rss_mb()
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        built = _status_mb("VmRSS")
     run_steps(model, batch, steps, 0)
-    if cuda:
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _status_mb("VmHWM")
     print(json.dumps({"built_mb": round(built, 1), "peak_mb": round(peak, 1)}))
 
 
