@@ -11,7 +11,8 @@ batch of 16 real SST-2 training sentences padded to 64 tokens.
 * Peak memory: each variant in a child process of its own (CPU peak RSS is per process and
   counts the whole process), order rotated between rounds: resident memory after the model is
   built, and the peak over the training steps (high-water mark reset once the model is built);
-  the training memory is the difference (activations, gradients, optimizer state). On a GPU the same is measured with the CUDA allocator.
+  the training memory is the difference (activations, gradients, optimizer state). On a GPU
+  the same is measured with the CUDA allocator.
 * Saved size: short pipeline runs (``train.max_steps``) with ``train.save_model`` on; size of
   the run folder's ``model/`` and of the whole run folder, LoRA relative to full fine-tuning.
 
