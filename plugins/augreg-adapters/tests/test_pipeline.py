@@ -194,6 +194,36 @@ def test_lp_ft_probes_at_a_scaled_learning_rate(
     assert torch.equal(snaps.encoder[4], snaps.encoder[0])
 
 
+def test_lp_ft_beside_lora_tunes_only_lora_after_the_probe(
+    tiny_folder: Path, train_file: Path, tmp_path: Path
+) -> None:
+    snaps: dict[int, dict[str, torch.Tensor]] = {}
+
+    class LoraSnapshots(TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            snaps[state.global_step] = {
+                n: p.detach().clone()
+                for n, p in kwargs["model"].named_parameters()
+                if "lora_B" in n or "query.base_layer.weight" in n
+            }
+
+    pipe = _pipeline(
+        tiny_folder,
+        train_file,
+        adapters=[{"name": "adapters.lora", "r": 4}, {"name": "adapters.lp_ft", "switch": 0.5}],
+        train={"epochs": 2, "warmup_ratio": 0.0},
+    )
+    pipe.run(tmp_path, callbacks=[LoraSnapshots()])
+    lora = [n for n in snaps[1] if "lora_B" in n]
+    base = [n for n in snaps[1] if "base_layer" in n]
+    assert lora and base
+    for n in lora:  # zero until the switch at step 4, trained after it
+        assert not snaps[4][n].any(), f"{n} trained while probing"
+        assert snaps[8][n].any(), f"{n} did not train after the switch"
+    for n in base:
+        assert torch.equal(snaps[8][n], snaps[1][n]), f"LoRA's frozen {n} moved"
+
+
 def test_adversarial_training_reaches_lora_parameters() -> None:
     from augreg.step import compute_loss
     from augreg_adversarial.regularizers import FGM

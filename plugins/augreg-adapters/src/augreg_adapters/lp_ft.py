@@ -11,7 +11,7 @@ the switch and does after it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -30,11 +30,12 @@ class LPFT(augreg.Adapter):
     random head's large early gradients from distorting the pretrained features, which the
     paper finds helps most out of distribution. ``switch`` is a fraction of the training steps
     (``unit = "fraction"``) or a number of epochs (``unit = "epoch"``). What trains after the
-    switch is whatever was trainable when LP-FT was applied, so put it after ``core.freeze``
-    (or another adapter) to fine-tune only that. The paper fits the probe to convergence with
-    its own solver; here the probe shares the run's optimizer and schedule, at
-    ``probe_lr_scale`` times the learning rate. Single-process training only: toggling
-    ``requires_grad`` under DistributedDataParallel breaks its gradient buckets.
+    switch is whatever the other adapters leave trainable when training starts, so with
+    ``core.freeze`` or ``adapters.lora`` beside it the second phase tunes only that. The
+    paper fits the probe to convergence with its own solver; here the probe shares the run's
+    optimizer and schedule, at ``probe_lr_scale`` times the learning rate. Single-process
+    training only: toggling ``requires_grad`` under DistributedDataParallel breaks its
+    gradient buckets.
 
     Paper: Kumar et al. 2022, *Fine-Tuning can Distort Pretrained Features and Underperform
     Out-of-Distribution*.
@@ -47,9 +48,6 @@ class LPFT(augreg.Adapter):
     paper = (
         "Kumar et al. 2022, Fine-Tuning can Distort Pretrained Features and Underperform "
         "Out-of-Distribution"
-    )
-    conflicts_with: ClassVar[frozenset[str]] = frozenset(
-        {"adapters.prefix_tuning", "adapters.prompt_tuning"}
     )
 
     class Options(augreg.Adapter.Options):
