@@ -316,3 +316,65 @@ def test_torchrun_processes_share_identical_views(
     originals = [e["text"] for e in sentiment]
     assert views["views-single"][: len(sentiment)] == originals
     assert views["views-single"][len(sentiment) :] != originals
+
+
+@pytest.mark.distributed
+def test_torchrun_training_refreshes_in_every_process(
+    tmp_path: Path, sentiment: list[dict[str, Any]]
+) -> None:
+    model_dir = save_tiny_model(tmp_path / "tiny", seed=4)
+    train = tmp_path / "train.jsonl"
+    train.write_text(
+        "".join(json.dumps({"text": e["text"], "label": e["label"]}) + "\n" for e in sentiment)
+    )
+    cfg = tmp_path / "dist.toml"
+    cfg.write_text(f"""
+name = "dist"
+[model]
+name = "{model_dir}"
+max_length = 32
+[data]
+train = "{train}"
+augmentation = "per_epoch"
+cache_dir = "{tmp_path / "cache"}"
+[[augment]]
+name = "adversarial.word_substitution"
+start_epoch = 0
+refresh_every = 1
+attack_fraction = 1.0
+max_change_fraction = 0.5
+[train]
+epochs = 2
+batch_size = 4
+output_dir = "{tmp_path / "runs"}"
+progress = false
+eval_strategy = "no"
+save_model = false
+""")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "augreg",
+            "run",
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (run,) = list((tmp_path / "runs").iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    report = metrics["train"]["data_report"]["adversarial.word_substitution"]
+    # both refreshes ran over all 12 examples (each process wrote half and received the rest)
+    assert [(r["epoch"], r["examples"]) for r in report["refreshes"]] == [(0, 12), (1, 12)]
+    # 24 slots (originals + views) over 2 processes, batch 4 each: 3 steps an epoch
+    assert metrics["train"]["steps"] == 2 * 3
