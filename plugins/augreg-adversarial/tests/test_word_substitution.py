@@ -252,6 +252,8 @@ _DIST_SCRIPT = """
 import json, os, sys
 import torch.distributed as dist
 import augreg
+from augreg.data import DataStage
+from augreg.tasks import get_task
 from augreg.testing import tiny_tokenizer
 from transformers import AutoModelForSequenceClassification
 from datasets import Dataset
