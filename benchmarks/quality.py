@@ -37,7 +37,13 @@ STUDIES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
             "pgd": {"regularize": [{"name": "adversarial.pgd"}]},
             "freelb": {"regularize": [{"name": "adversarial.freelb"}]},
             "smart": {"regularize": [{"name": "adversarial.smart"}]},
-            "word_substitution": {"augment": [{"name": "adversarial.word_substitution"}]},
+            # Rewritten every k epochs against the current model: needs fresh per-epoch views;
+            # without the originals beside them an epoch has 500 rows, as the others.
+            "word_substitution": {
+                "augment": [{"name": "adversarial.word_substitution"}],
+                "data.augmentation": "per_epoch",
+                "data.keep_original": False,
+            },
         },
     ),
     "eda": (
