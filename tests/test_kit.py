@@ -297,6 +297,10 @@ def test_entity_spans_reads_iob2_and_rejects_broken_tags() -> None:
         entity_spans(["O", "I-PER"])
     with pytest.raises(ValueError, match="does not continue"):
         entity_spans(["B-LOC", "I-PER"])
+    # inserted knowledge (IGNORE_TAG) after a span is fine; inside a span it breaks the span
+    assert entity_spans(["B-LOC", "X", "O"]) == [(0, 1, "LOC")]
+    with pytest.raises(ValueError, match="does not continue"):
+        entity_spans(["B-LOC", "X", "I-LOC"])
 
 
 def test_make_batch_labels_first_subword_only() -> None:

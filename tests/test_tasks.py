@@ -198,6 +198,16 @@ def test_token_tokenize_batch_labels_first_subword_only() -> None:
     assert padded["labels"][1].tolist() == [-100, 1, -100, -100, -100, -100, -100]
 
 
+def test_token_tokenize_batch_ignores_inserted_words() -> None:
+    # knowledge injectors tag inserted words augreg.IGNORE_TAG: label -100 on every sub-word
+    from augreg import IGNORE_TAG
+
+    tok = tiny_tokenizer()
+    batch = {"tokens": [["paris", "zyx", "london"]], "tags": [["B-LOC", IGNORE_TAG, "B-LOC"]]}
+    out = tok_task().tokenize_batch(batch, tok, max_length=32)
+    assert out["labels"][0] == [-100, 1, -100, -100, -100, 1, -100]
+
+
 def test_token_tokenize_batch_errors() -> None:
     task = tok_task()
     slow = types.SimpleNamespace(is_fast=False)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from augreg import recipes
 from augreg.components import (
+    IGNORE_TAG,
     KINDS,
     TASKS,
     Adapter,
@@ -95,6 +96,7 @@ def create(name: str, /, **options: Any) -> Component:
 
 
 __all__ = [
+    "IGNORE_TAG",
     "KINDS",
     "TASKS",
     "Adapter",

@@ -64,6 +64,14 @@ Token classification: ``{"tokens": list[str], "tags": list[str], ...}`` with IOB
 Extra keys (``augreg_id`` and other provenance columns, injector outputs) pass through.
 """
 
+IGNORE_TAG = "X"
+"""Tag of a token that is not part of the sentence's labelling (token classification).
+
+A knowledge injector that inserts words into ``tokens`` (an entity description) tags them
+``IGNORE_TAG`` so tags stay aligned; tokenization gives them label ``-100``, so the loss and
+the metrics skip them. Never inside an entity span: insert after a span, not within it.
+"""
+
 
 @dataclass
 class SetupContext:
@@ -78,6 +86,8 @@ class SetupContext:
         train_examples: The training examples before augmentation, when available
             (e.g. to collect entity mentions). Do not mutate.
         device: ``"cpu"`` or ``"cuda"``.
+        max_length: The model's maximum input length in tokens (``model.max_length``), when
+            known (a knowledge injector keeps its insertions within it).
     """
 
     task: str = "sequence_classification"
@@ -87,6 +97,7 @@ class SetupContext:
     tokenizer: Any = None
     train_examples: Sequence[Example] | None = None
     device: str = "cpu"
+    max_length: int | None = None
 
 
 @dataclass
@@ -302,6 +313,16 @@ class Augmenter(Component):
     ) -> list[list[Example]]:
         """Augment many examples; ``rngs[i]`` belongs to ``examples[i]``."""
         return [self.augment(ex, rng) for ex, rng in zip(examples, rngs, strict=True)]
+
+    def counts(self) -> dict[str, int]:
+        """Running counts of what this augmenter did, for the run report (default: none).
+
+        Override to report filters and drops (``{"identical": 3, "length_ratio": 1}``):
+        totals since the augmenter was built, in this process. The data stage adds what
+        changed during each offline pass to ``report[name]``; a pass read from the data
+        cache calls no augmenter, so it adds nothing.
+        """
+        return {}
 
 
 class KnowledgeInjector(Component):

@@ -271,6 +271,7 @@ class Pipeline:
             tokenizer=tokenizer,
             train_examples=bundle.train,
             device="cuda" if torch.cuda.is_available() else "cpu",
+            max_length=self.config.model.max_length,
         )
         for comp in self.all_components():
             comp.setup(ctx)

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from augreg.components import IGNORE_TAG
 from augreg.config import ModelConfig, TaskConfig
 from augreg.errors import AugregError, DataError
 
@@ -452,8 +453,9 @@ def macro_f1(gold: Sequence[int] | np.ndarray[Any, Any], pred: Any) -> float:
 class TokenClassification(Task):
     """One IOB2 tag per word. Metrics: entity ``precision``/``recall``/``f1`` and ``accuracy``.
 
-    Words are labelled on their first sub-word only; other sub-words and special tokens get
-    ``-100`` and are ignored by the loss and the metrics. Words cut off by ``max_length`` are
+    Words are labelled on their first sub-word only; other sub-words, special tokens and words
+    tagged :data:`augreg.IGNORE_TAG` (inserted knowledge) get ``-100`` and are ignored by the
+    loss and the metrics. Words cut off by ``max_length`` are
     not scored.
     """
 
@@ -485,7 +487,7 @@ class TokenClassification(Task):
         )
         all_labels: list[list[int]] = []
         for i, tags in enumerate(batch["tags"]):
-            unknown = sorted({t for t in tags if t not in label2id})
+            unknown = sorted({t for t in tags if t not in label2id and t != IGNORE_TAG})
             if unknown:
                 raise DataError(
                     f"augreg: tags {unknown} are not in the label set {self.labels}. Convert "
@@ -494,7 +496,8 @@ class TokenClassification(Task):
             row: list[int] = []
             prev: int | None = None
             for word in enc.word_ids(i):
-                row.append(IGNORE_INDEX if word is None or word == prev else label2id[tags[word]])
+                skip = word is None or word == prev or tags[word] == IGNORE_TAG
+                row.append(IGNORE_INDEX if skip else label2id[tags[word]])
                 prev = word
             all_labels.append(row)
         out: dict[str, list[Any]] = {k: list(v) for k, v in enc.items()}

@@ -20,7 +20,7 @@ import socket
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from augreg.components import Example
+from augreg.components import IGNORE_TAG, Example
 from augreg.host import PluginHost
 
 __all__ = [
@@ -83,6 +83,9 @@ def token_examples() -> list[Example]:
 def entity_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
     """Entity spans of an IOB2 tag sequence as ``(start, end, type)``, end exclusive.
 
+    A token tagged :data:`augreg.IGNORE_TAG` (inserted knowledge) ends a span like ``O``, so
+    knowledge inserted inside a span is caught as a broken span.
+
     Raises:
         ValueError: the tags are not valid IOB2 (an ``I-X`` that does not continue an ``X``
             span, or a tag that is neither ``O`` nor ``B-``/``I-`` prefixed).
@@ -95,7 +98,7 @@ def entity_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
     start: int | None = None
     kind = ""
     for i, tag in enumerate(tags):
-        if tag == "O":
+        if tag == "O" or tag == IGNORE_TAG:
             if start is not None:
                 spans.append((start, i, kind))
             start = None
