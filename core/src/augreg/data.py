@@ -1027,6 +1027,7 @@ class DataStage:
             parts.append(self._map(ds, originals, _digest("original", fp), "originals", feats))
         for aug in self.augmenters:
             key = _digest("expand", fp, aug.fingerprint(), self.seed, epoch, self.task)
+            before = aug.counts()
             out_ds = self._map(
                 ds, self._augment_fn(aug, cols, epoch), key, f"augment {aug.name}", feats
             )
@@ -1041,6 +1042,9 @@ class DataStage:
                 "written": len(out_ds),
                 "empty": len(ds) * copies - len(pairs),
             }
+            for name, value in aug.counts().items():  # the augmenter's own filters and drops
+                if value - before.get(name, 0):
+                    self.report[aug.name][name] = value - before.get(name, 0)
             parts.append(out_ds)
         if not parts or sum(len(p) for p in parts) == 0:
             raise DataError(

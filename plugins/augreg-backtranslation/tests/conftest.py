@@ -7,7 +7,7 @@ folder removed at exit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,9 @@ def _offline() -> Iterator[None]:
         yield
 
 
-def make(model: str, cache_dir: Path | None, task: str = "sequence_classification", **opts: Any) -> RoundTrip:
+def _make(
+    model: str, cache_dir: Path | None, task: str = "sequence_classification", **opts: Any
+) -> RoundTrip:
     """A set-up round trip through ``model`` both ways (cache in ``cache_dir``, or none)."""
     options: dict[str, Any] = {
         "pivots": [{"forward": model, "back": model}],
@@ -47,3 +49,10 @@ def make(model: str, cache_dir: Path | None, task: str = "sequence_classificatio
     aug = RoundTrip(options)
     aug.setup(augreg.SetupContext(task=task, cache_dir=cache_dir or Path("/nonexistent")))
     return aug
+
+
+@pytest.fixture
+def make() -> Callable[..., RoundTrip]:
+    """``make(model, cache_dir, task="sequence_classification", **options)``: a set-up
+    round trip through ``model`` both ways (translation cache in ``cache_dir``, or none)."""
+    return _make

@@ -11,7 +11,9 @@ Cost: a few regular-expression searches per paraphrase (microseconds).
 Example:
     >>> realign(["John", "Smith", "went", "home", "."], ["B-PER", "I-PER", "O", "O", "O"],
     ...         "Yesterday John Smith travelled home.")
-    (['Yesterday', 'John', 'Smith', 'travelled', 'home', '.'], ['O', 'B-PER', 'I-PER', 'O', 'O', 'O'])
+    ... # doctest: +NORMALIZE_WHITESPACE
+    (['Yesterday', 'John', 'Smith', 'travelled', 'home', '.'],
+     ['O', 'B-PER', 'I-PER', 'O', 'O', 'O'])
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 
 __all__ = ["mentions", "realign", "split_words"]
 
-_WORD = re.compile(r"\w+(?:['’.-]\w+)*|[^\w\s]")
+_WORD = re.compile(r"\w+(?:['\u2019.-]\w+)*|[^\w\s]")  # inner ' or typographic apostrophe
 
 
 def split_words(text: str) -> list[str]:

@@ -35,9 +35,9 @@ SENNRICH = (
 )
 
 COUNTS: tuple[str, ...] = (
-    "examples",
+    "seen",
     "candidates",
-    "written",
+    "kept",
     "identical",
     "length_ratio",
     "similarity",
@@ -50,7 +50,7 @@ COUNTS: tuple[str, ...] = (
 )
 """What :meth:`RoundTrip.counts` reports.
 
-``examples`` seen; ``candidates`` round-trip outputs; ``written`` paraphrases returned;
+``seen`` examples; ``candidates`` round-trip outputs; ``kept`` paraphrases returned;
 dropped by a filter: ``identical`` (same as the source up to case and spacing),
 ``length_ratio``, ``similarity``, ``duplicate`` (same as an earlier paraphrase of the
 example), ``entity_missing`` (token classification: an entity mention of the source is not
@@ -168,7 +168,8 @@ class RoundTrip(augreg.Augmenter):
         )
         cache_dir: str | None = Field(
             None,
-            description="Folder of the translation cache; default <pipeline cache>/backtranslation.",
+            description="Folder of the translation cache; default "
+            "<pipeline cache>/backtranslation.",
         )
         drop_identical: bool = Field(
             True, description="Drop outputs equal to the source (ignoring case and spacing)."
@@ -203,8 +204,7 @@ class RoundTrip(augreg.Augmenter):
                 )
             if not self.sample and (self.temperature != 1.0 or self.top_p != 1.0):
                 problems.append(
-                    "temperature and top_p apply only to sampling; set sample = true or "
-                    "remove them"
+                    "temperature and top_p apply only to sampling; set sample = true or remove them"
                 )
             beams = self.num_beams or 4
             if not self.sample and self.paraphrases > beams:
@@ -387,11 +387,11 @@ class RoundTrip(augreg.Augmenter):
     ) -> list[list[augreg.Example]]:
         o = self.options
         c = self._counts
-        c["examples"] += len(examples)
+        c["seen"] += len(examples)
         kept: list[list[str]] = []
         for text, outs in zip(texts, candidates, strict=True):
             src_words = max(1, len(text.split()))
-            seen = {_norm(text)}
+            seen: set[str] = set()
             mine: list[str] = []
             for out in outs:
                 c["candidates"] += 1
@@ -428,7 +428,7 @@ class RoundTrip(augreg.Augmenter):
                     new.append({**ex, "tokens": tokens, "tags": tags})
                 else:
                     new.append({**ex, "text": out})
-            c["written"] += len(new)
+            c["kept"] += len(new)
             results.append(new)
         return results
 

@@ -27,11 +27,11 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import json
 import random
-import string
-import atexit
 import shutil
+import string
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -161,7 +161,9 @@ def build_tiny_model(
     corpus = toy_corpus(2000, seed)
     # every printable ASCII character gets a piece, so any English text tokenizes without <unk>
     chars = " ".join(string.ascii_letters + string.digits + string.punctuation)
-    size = _tokenizer_files(folder, [*corpus, *[toy_translate(s) for s in corpus[:200]], chars], 300)
+    size = _tokenizer_files(
+        folder, [*corpus, *[toy_translate(s) for s in corpus[:200]], chars], 300
+    )
     tokenizer = MarianTokenizer.from_pretrained(str(folder))
     torch.manual_seed(seed)
     config = MarianConfig(
@@ -183,6 +185,9 @@ def build_tiny_model(
         activation_dropout=0.0,
         scale_embedding=True,
         share_encoder_decoder_embeddings=True,
+        # random weights at the usual 0.02 ignore the input (every text gives the same
+        # output); at 0.2 outputs depend on the input, as the tests need
+        init_std=0.02 if kind == "trained" else 0.2,
     )
     model = MarianMTModel(config)
     if kind == "trained":
@@ -203,9 +208,11 @@ def _train(model: object, tokenizer: object, corpus: list[str], steps: int, seed
     model.train()  # type: ignore[attr-defined]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model trains faster on one thread, and shares the machine
-    for step in range(steps):
+    for _ in range(steps):
         src = [corpus[rng.randrange(len(corpus))] for _ in range(32)]
-        batch = tokenizer(src, text_target=[toy_translate(s) for s in src], padding=True, return_tensors="pt")  # type: ignore[operator]
+        batch = tokenizer(
+            src, text_target=[toy_translate(s) for s in src], padding=True, return_tensors="pt"
+        )  # type: ignore[operator]
         labels = batch["labels"]
         labels[labels == model.config.pad_token_id] = -100  # type: ignore[attr-defined]
         loss = model(**batch).loss  # type: ignore[operator]

@@ -67,7 +67,9 @@ def model_fingerprint(name: str, path: str, revision: str | None, commit: str | 
     folder = Path(path)
     if folder.is_dir():
         files = sorted(
-            (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.iterdir()
+            if p.is_file()
         )
         digest = hashlib.sha256(repr(files).encode()).hexdigest()[:16]
         return f"path:{folder.resolve()}:{digest}"
@@ -213,7 +215,9 @@ class Translator:
             found.update(new)
         return [list(found[k]) for k in keys]
 
-    def _generate(self, items: list[tuple[str, tuple[str, int | None]]], n: int) -> dict[str, list[str]]:
+    def _generate(
+        self, items: list[tuple[str, tuple[str, int | None]]], n: int
+    ) -> dict[str, list[str]]:
         torch = self._torch
         d = self.decoding
         tok = self.tokenizer
@@ -255,9 +259,7 @@ class Translator:
                         do_sample=False, num_beams=1, logits_processor=LogitsProcessorList(procs)
                     )
                 else:
-                    kwargs.update(
-                        do_sample=False, num_beams=d.num_beams, num_return_sequences=n
-                    )
+                    kwargs.update(do_sample=False, num_beams=d.num_beams, num_return_sequences=n)
                 with torch.inference_mode():
                     generated = self.model.generate(**enc, **kwargs)
                 decoded = tok.batch_decode(generated, skip_special_tokens=True)
