@@ -324,16 +324,6 @@ class Augmenter(Component):
         """
         return {}
 
-    def counts(self) -> dict[str, int]:
-        """Running counts of what this augmenter did, for the run report (default: none).
-
-        Override to report filters and drops (``{"identical": 3, "length_ratio": 1}``):
-        totals since the augmenter was built, in this process. The data stage adds what
-        changed during each offline pass to ``report[name]``; a pass read from the data
-        cache calls no augmenter, so it adds nothing.
-        """
-        return {}
-
 
 class KnowledgeInjector(Component):
     """Adds outside knowledge to examples (text, extra fields) and optionally a model module.
