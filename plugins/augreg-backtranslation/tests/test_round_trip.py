@@ -62,7 +62,7 @@ def test_cache_second_run_translates_nothing(
     # other decoding options are other keys: translated again
     other = make(models["random"], tmp_path, num_beams=2, length_ratio=None)
     other.augment_batch(_examples(), _rngs(len(TEXTS)))
-    assert other.counts()["translated"] == 2 * len(TEXTS)
+    assert other.counts()["translated"] >= len(TEXTS) and other.counts()["cache_hits"] == 0
 
 
 def test_same_seed_same_samples(make: Callable[..., RoundTrip], models: dict[str, str]) -> None:

@@ -129,7 +129,7 @@ def _tokenizer_files(folder: Path, corpus: list[str], vocab_size: int) -> int:
                 "tokenizer_class": "MarianTokenizer",
                 "source_lang": "en",
                 "target_lang": "en",
-                "model_max_length": 128,
+                "model_max_length": 512,
                 "separate_vocabs": False,
             }
         ),
@@ -175,7 +175,7 @@ def build_tiny_model(
         decoder_attention_heads=4,
         encoder_ffn_dim=128,
         decoder_ffn_dim=128,
-        max_position_embeddings=128,
+        max_position_embeddings=512,
         pad_token_id=size - 1,
         eos_token_id=0,
         decoder_start_token_id=size - 1,

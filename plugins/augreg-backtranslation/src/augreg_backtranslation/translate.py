@@ -166,6 +166,9 @@ class Translator:
                 "(Helsinki-NLP/opus-mt-*), M2M100 or T5."
             )
         self.model.eval().to(device)
+        # never past the model's position table (Marian: 512)
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        self.max_input = min(decoding.max_input_tokens, positions or decoding.max_input_tokens)
         self._torch = torch
         commit = getattr(self.model.config, "_commit_hash", None)
         self.fingerprint = model_fingerprint(name, resolve_model_path(name), revision, commit)
@@ -238,7 +241,7 @@ class Translator:
                     return_tensors="pt",
                     padding=True,
                     truncation=True,
-                    max_length=d.max_input_tokens,
+                    max_length=self.max_input,
                 ).to(self.device)
                 kwargs: dict[str, Any] = {"max_new_tokens": d.max_new_tokens}
                 if d.sample:
