@@ -387,6 +387,9 @@ class _TextBatchOp(_WordOp):
     """
 
     uses_wordnet = False
+    # In the cache key: version 2 draws text choices from a hashed key, not from the rng
+    # directly, so the same seed writes other texts than version 1 did.
+    version: ClassVar[str] = "2"
 
     def on_texts(self, texts: list[str], keys: list[int]) -> list[str | None]:
         raise NotImplementedError
@@ -507,6 +510,7 @@ class Eda(_WordOp):
     """
 
     name = "eda.eda"
+    version: ClassVar[str] = "2"  # as _TextBatchOp: its swaps and deletions changed draws
 
     class Options(_WordOp.Options):
         alpha: float | None = Field(  # type: ignore[assignment]
