@@ -49,6 +49,16 @@ class TestEmbeddingNoise(RegularizerContract):
     options = {"std": 0.05, "scale": "relative"}
 
 
+class TestEmbeddingNoiseExtraPass(RegularizerContract):
+    component = "core.embedding_noise"
+    options = {"std": 0.05, "where": "extra_pass"}
+
+
+class TestEmbeddingNoiseNEFTune(RegularizerContract):
+    component = "core.embedding_noise"
+    options = {"std": 5.0, "scale": "neftune"}
+
+
 class TestFreeze(AdapterContract):
     component = "core.freeze"
     options = {"layers": 1}
@@ -137,17 +147,76 @@ def test_l2sp_is_zero_at_step_0_positive_after_a_step_and_skips_the_head() -> No
     assert compute_loss(head_only, batch, [CrossEntropy()], [reg3]).parts["core.l2sp"] > 0.0
 
 
-def test_embedding_noise_increases_the_loss() -> None:
+def test_embedding_noise_extra_pass_increases_the_loss() -> None:
     model = tiny_model(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).train()
     batch = _seq_batch()
     torch.manual_seed(0)
-    result = compute_loss(model, batch, [CrossEntropy()], [EmbeddingNoise(std=2.0)])
+    noisy_reg = EmbeddingNoise(std=2.0, where="extra_pass")
+    result = compute_loss(model, batch, [CrossEntropy()], [noisy_reg])
     clean = result.parts["core.cross_entropy"]
     noisy = result.parts["core.embedding_noise"]
     assert noisy > clean + 1e-3
+    assert noisy_reg.extra_passes == 1.0
     torch.manual_seed(0)
-    small = compute_loss(model, batch, [CrossEntropy()], [EmbeddingNoise(std=1e-4)])
-    assert small.parts["core.embedding_noise"] == pytest.approx(clean, abs=1e-3)
+    small = EmbeddingNoise(std=1e-4, where="extra_pass")
+    out = compute_loss(model, batch, [CrossEntropy()], [small])
+    assert out.parts["core.embedding_noise"] == pytest.approx(clean, abs=1e-3)
+
+
+def test_embedding_noise_in_the_training_pass_costs_no_pass() -> None:
+    """NEFTune style: the training pass itself is noisy; no term, no extra forward."""
+    model = tiny_model(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).train()
+    batch = _seq_batch()
+    reg = EmbeddingNoise(std=2.0)
+    assert reg.extra_passes == 0.0 and not reg.has_term()
+    calls = []
+    handle = model.get_input_embeddings().register_forward_hook(lambda *a: calls.append(1))
+    try:
+        torch.manual_seed(0)
+        noisy = compute_loss(model, batch, [CrossEntropy()], [reg])
+    finally:
+        handle.remove()
+    assert len(calls) == 1, "a training-pass regularizer must not run a second forward"
+    assert list(noisy.parts) == ["core.cross_entropy"]
+    plain = compute_loss(model, batch, [CrossEntropy()])
+    assert float(noisy.loss.detach()) > float(plain.loss.detach()) + 1e-3
+    # Seeded: the same noise again; evaluation is never noisy.
+    torch.manual_seed(0)
+    again = compute_loss(model, batch, [CrossEntropy()], [reg])
+    assert float(again.loss) == float(noisy.loss)
+    model.eval()
+    assert float(compute_loss(model, batch, [CrossEntropy()], [reg]).loss) == float(
+        compute_loss(model, batch, [CrossEntropy()]).loss
+    )
+    with pytest.raises(RuntimeError, match="extra_pass"):
+        reg.loss(None)  # type: ignore[arg-type]
+
+
+def test_embedding_noise_never_on_padding_and_neftune_scale() -> None:
+    from augreg.context import StepContext
+
+    model = tiny_model().train()
+    batch = _seq_batch()
+    batch["attention_mask"][0, -2:] = 0
+    seen: dict[str, torch.Tensor] = {}
+    base = model.get_input_embeddings()
+    handle = base.register_forward_hook(lambda _m, _a, out: seen.__setitem__("raw", out))
+    try:
+        ctx = StepContext(
+            model,
+            batch,
+            clean_perturbers=[EmbeddingNoise(std=5.0, scale="neftune").clean_perturbation],
+        )
+        delta = ctx.embeddings - seen["raw"]
+    finally:
+        handle.remove()
+    assert torch.count_nonzero(delta[0, -2:]) == 0
+    assert torch.count_nonzero(delta[0, :-2]) > 0
+    # NEFTune: |noise| <= alpha / sqrt(L d) entrywise, L the real length.
+    length = int(batch["attention_mask"][0].sum())
+    bound = 5.0 / (length * delta.size(-1)) ** 0.5
+    assert float(delta[0].abs().max()) <= bound + 1e-6
+    assert float(delta[0].abs().max()) > bound / 2
 
 
 def test_freeze_embeddings_and_first_layers_is_idempotent() -> None:

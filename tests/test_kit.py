@@ -137,6 +137,17 @@ BAD_PLUGIN = textwrap.dedent(
             return ctx.task_loss(ctx.forward(perturbation=1e-3 * delta.grad))
 
 
+    class SilentNoise(augreg.Regularizer):
+        """Claims to act on the training pass but perturbs nothing. Cost: none."""
+        name = "bad.silent_noise"
+
+        def has_term(self):
+            return False
+
+        def clean_perturbation(self, ctx, embeddings):
+            return None
+
+
     class DoubleWrap(augreg.Adapter):
         """Wraps the model in a new module on every call. Cost: none."""
         name = "bad.double_wrap"
@@ -175,6 +186,7 @@ BAD_PLUGIN = textwrap.dedent(
         def augreg_register_regularizers(register):
             register(EditRestore)
             register(Backward)
+            register(SilentNoise)
 
         @staticmethod
         @augreg.hookimpl
@@ -211,6 +223,9 @@ BAD_PLUGIN = textwrap.dedent(
     class TestBackward(RegularizerContract):
         component, plugins = "bad.backward", PLUGINS
 
+    class TestSilentNoise(RegularizerContract):
+        component, plugins = "bad.silent_noise", PLUGINS
+
     class TestDoubleWrap(AdapterContract):
         component, plugins = "bad.double_wrap", PLUGINS
     '''
@@ -230,6 +245,10 @@ EXPECTED_FAILURES: dict[str, set[str]] = {
     },
     "TestEditRestore": {"test_model_unchanged_by_term"},
     "TestBackward": {"test_model_unchanged_by_term"},
+    "TestSilentNoise": {
+        "test_finite_scalar",
+        "test_gradients_reach_trainable_parameters",
+    },
     "TestDoubleWrap": {"test_prepare_model_idempotent_or_raises"},
 }
 

@@ -45,8 +45,8 @@ def test_wrong_type_uses_pydantic_message_in_lower_case() -> None:
 
 
 def test_wrong_literal_lists_the_choices() -> None:
-    with pytest.raises(augreg.OptionsError, match=r"scale: input should be 'absolute' or "
-                       r"'relative', got 'loud'"):  # fmt: skip
+    with pytest.raises(augreg.OptionsError, match=r"scale: input should be 'absolute', "
+                       r"'relative' or 'neftune', got 'loud'"):  # fmt: skip
         EmbeddingNoise(scale="loud")
 
 

@@ -38,7 +38,7 @@ def test_loss_is_weighted_sum_of_parts() -> None:
 def test_regularizers_only_act_in_training_mode() -> None:
     model = tiny_model()
     batch = _batch()
-    noise = EmbeddingNoise(std=0.5)
+    noise = EmbeddingNoise(std=0.5, where="extra_pass")
     model.eval()
     assert "core.embedding_noise" not in compute_loss(model, batch, [CrossEntropy()], [noise]).parts
     model.train()

@@ -378,6 +378,10 @@ class Regularizer(Component):
 
     ``forward_copies`` > 1 asks the step to run its clean pass on the batch repeated that many
     times in one concatenated forward (R-Drop); ``ctx.split(tensor)`` gives the copies.
+
+    A regularizer may instead act on the training pass itself, at no extra pass: override
+    :meth:`clean_perturbation` (added to the clean pass's input-embedding output, as NEFTune
+    does) and return False from :meth:`has_term`; the step then never calls :meth:`loss`.
     """
 
     kind: ClassVar[Kind] = "regularizer"
@@ -389,6 +393,20 @@ class Regularizer(Component):
     def loss(self, ctx: StepContext) -> torch.Tensor:
         """Return this step's regularization term (unweighted)."""
         raise NotImplementedError(f"{type(self).__name__} must implement loss()")
+
+    def has_term(self) -> bool:
+        """Whether the step adds :meth:`loss` to the training loss (True by default)."""
+        return True
+
+    def clean_perturbation(self, ctx: StepContext, embeddings: torch.Tensor) -> torch.Tensor | None:
+        """A perturbation of the training (clean) pass's input-embedding output, or None.
+
+        Called once per training step, inside the clean pass, with the embedding output
+        (``(batch, length, hidden)``, in the graph). The step zeroes padding positions and
+        adds the result before the encoder runs; every objective and ``ctx.embeddings`` then
+        see the perturbed pass. Never called in evaluation. Default: None (no change).
+        """
+        return None
 
 
 class Adapter(Component):

@@ -64,6 +64,7 @@ class StepContext:
         epoch: float = 0.0,
         num_items_in_batch: Any = None,
         state: dict[str, Any] | None = None,
+        clean_perturbers: Sequence[Callable[[StepContext, torch.Tensor], Any]] = (),
     ) -> None:
         if "labels" not in inputs:
             raise ValueError("augreg: the batch has no 'labels'; training needs labelled data.")
@@ -85,6 +86,8 @@ class StepContext:
         self.labels: torch.Tensor = labels
         self._outputs: Any = None
         self._embeddings: torch.Tensor | None = None
+        self.clean_perturbers = list(clean_perturbers)
+        """Called in the clean pass with the embedding output; their sum is added to it."""
 
     # -- the clean pass --------------------------------------------------------------------
 
@@ -210,6 +213,10 @@ class StepContext:
 
         def hook(_module: nn.Module, _args: Any, output: torch.Tensor) -> torch.Tensor:
             if capture:
+                for perturber in self.clean_perturbers:
+                    extra = perturber(self, output)
+                    if extra is not None:
+                        output = output + self.mask_padding(extra).to(output.dtype)
                 self._embeddings = output
             if perturbation is not None:
                 return output + perturbation.to(output.dtype)

@@ -57,7 +57,8 @@ def compute_loss(
 ) -> StepResult:
     """Weighted sum of objectives on the clean pass plus regularizer terms.
 
-    Regularizers act only when ``model.training`` is true (not during evaluation).
+    Regularizers act only when ``model.training`` is true (not during evaluation): their
+    :meth:`~augreg.Regularizer.clean_perturbation` on the clean pass, then their terms.
 
     Raises:
         TrainingDivergedError: the loss is NaN or infinite (names the step and components).
@@ -67,6 +68,7 @@ def compute_loss(
     training = model.training
     regs = list(regularizers) if training else []
     copies = max([1, *(int(getattr(r, "forward_copies", 1)) for r in regs)])
+    perturbers = [r.clean_perturbation for r in regs if _weight(r) != 0]
     ctx = StepContext(
         model,
         inputs,
@@ -77,13 +79,14 @@ def compute_loss(
         epoch=epoch,
         num_items_in_batch=num_items_in_batch,
         state=state,
+        clean_perturbers=perturbers,
     )
     parts: dict[str, float] = {}
     total: torch.Tensor | None = None
     acting: list[Objective | Regularizer] = [*objectives, *regs]
     for component in acting:
         w = _weight(component)
-        if w == 0:
+        if w == 0 or (isinstance(component, Regularizer) and not component.has_term()):
             continue
         term = component.loss(ctx)
         parts[component.name] = float(term.detach())

@@ -1,4 +1,4 @@
-"""Built-in regularizers: L2-SP, R-Drop and Gaussian embedding noise."""
+"""Built-in regularizers: L2-SP, R-Drop and embedding noise (NEFTune, or a noisy second pass)."""
 
 from __future__ import annotations
 
@@ -64,33 +64,81 @@ class RDrop(Regularizer):
 
 
 class EmbeddingNoise(Regularizer):
-    """Task loss on a second pass with Gaussian noise added to the input embeddings.
+    """Random noise on the input embeddings, in the training pass or in a second pass.
 
-    Noise is drawn with ``torch`` (seeded by the trainer) and never added to padding.
-    ``scale="absolute"`` uses ``std`` as is; ``"relative"`` multiplies it by each token
-    embedding's RMS, so that ``std`` means the same for any model width.
-    Cost: one extra forward and backward pass.
+    ``where="training_pass"`` (default) adds the noise to the training forward itself, as
+    NEFTune does (Jain et al. 2023): no extra pass, no extra term; the objectives see the
+    noisy pass, evaluation never does. ``where="extra_pass"`` keeps the clean pass and adds
+    the task loss of a second, noisy pass as a term (the noise baseline of FreeLB, Zhu et al.
+    2020).
+
+    Noise (drawn with ``torch``, seeded by the trainer, never on padding):
+    ``scale="absolute"``: Gaussian with std ``std``; ``"relative"``: Gaussian with std ``std``
+    times each token embedding's RMS, so ``std`` means the same for any model width;
+    ``"neftune"``: uniform in ``[-1, 1]`` times ``std / sqrt(L * d)`` (NEFTune's alpha, with
+    ``L`` the example's real length and ``d`` the hidden size; the paper uses alpha 5 to 15).
+
+    Cost: none in the training pass; one extra forward and backward with ``extra_pass``.
     """
 
     name = "core.embedding_noise"
-    paper = "Zhu et al. 2020 (FreeLB baseline); Jain et al. 2023, NEFTune"
-    extra_passes = 1.0
+    paper = (
+        "Jain et al. 2023, NEFTune: Noisy Embeddings Improve Instruction Finetuning; "
+        "Zhu et al. 2020, FreeLB (noise baseline)"
+    )
+    extra_passes = 0.0
 
     class Options(Regularizer.Options):
-        std: float = Field(0.01, gt=0, le=10, description="Standard deviation of the noise.")
-        scale: Literal["absolute", "relative"] = Field(
-            "absolute", description="Noise std absolute, or relative to the embedding RMS."
+        std: float = Field(0.01, gt=0, le=100, description="Noise std (alpha for scale = neftune).")
+        scale: Literal["absolute", "relative", "neftune"] = Field(
+            "absolute",
+            description="absolute std, std relative to each token's embedding RMS, or "
+            "NEFTune's uniform noise of norm alpha / sqrt(length * hidden).",
+        )
+        where: Literal["training_pass", "extra_pass"] = Field(
+            "training_pass",
+            description="Noise the training pass itself (no extra cost), or add the loss of "
+            "a second, noisy pass (weight applies to that term only).",
         )
 
     options: Options
 
-    def loss(self, ctx: StepContext) -> torch.Tensor:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.extra_passes = 1.0 if self.options.where == "extra_pass" else 0.0  # type: ignore[misc]
+
+    def has_term(self) -> bool:
+        return self.options.where == "extra_pass"
+
+    def noise(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Noise shaped like ``embeddings`` (padding not yet zeroed; the step does that)."""
         import torch
 
-        emb = ctx.embeddings.detach()
-        noise = torch.randn_like(emb) * self.options.std
-        if self.options.scale == "relative":
+        emb = embeddings.detach()
+        o = self.options
+        if o.scale == "neftune":
+            lengths = attention_mask.sum(dim=1).clamp_min(1).to(torch.float32)
+            bound = o.std / torch.sqrt(lengths * emb.size(-1))
+            uniform = torch.rand(emb.shape, device=emb.device, dtype=torch.float32) * 2 - 1
+            return (uniform * bound.view(-1, 1, 1)).to(emb.dtype)
+        noise = torch.randn_like(emb) * o.std
+        if o.scale == "relative":
             noise = noise * emb.pow(2).mean(dim=-1, keepdim=True).sqrt()
+        return noise
+
+    def clean_perturbation(self, ctx: StepContext, embeddings: torch.Tensor) -> torch.Tensor | None:
+        if self.options.where != "training_pass":
+            return None
+        return self.noise(embeddings, ctx.attention_mask)
+
+    def loss(self, ctx: StepContext) -> torch.Tensor:
+        if self.options.where != "extra_pass":
+            raise RuntimeError(
+                "core.embedding_noise with where = 'training_pass' has no term: it noises the "
+                "training pass (the step calls clean_perturbation); use where = 'extra_pass' "
+                "for a second, noisy pass"
+            )
+        noise = self.noise(ctx.embeddings, ctx.attention_mask)
         return ctx.task_loss(ctx.forward(perturbation=noise))
 
 

@@ -937,14 +937,41 @@ class RegularizerContract(_StepContract):
         assert _finite(value), f"the term is {value}"
         return term
 
+    @staticmethod
+    def _training_pass_only(instance: Any) -> bool:
+        """A regularizer with no term acts through ``clean_perturbation`` alone."""
+        return not instance.has_term()
+
     def test_finite_scalar(
         self, instance: Any, model: nn.Module, batch: dict[str, Any], task: str
     ) -> None:
-        """The term is a finite 0-d tensor, in the step and on its own."""
+        """The term is a finite 0-d tensor, in the step and on its own.
+
+        Without a term: the perturbation has the embeddings' shape and changes the step's
+        loss, which stays finite.
+        """
+        import torch
+
         from augreg.step import compute_loss
 
         torch_seed(self.seed)
         result = compute_loss(model, batch, [_cross_entropy()], [instance], task=task)
+        if self._training_pass_only(instance):
+            assert instance.name not in result.parts, "a regularizer without a term logged one"
+            assert _finite(float(result.loss.detach()))
+            ctx = self._context(instance, model, batch, task)
+            delta = instance.clean_perturbation(ctx, ctx.embeddings)
+            assert isinstance(delta, torch.Tensor), (
+                "has_term() is False, so clean_perturbation() must return a tensor in training"
+            )
+            assert delta.shape == ctx.embeddings.shape
+            torch_seed(self.seed)
+            plain = compute_loss(model, batch, [_cross_entropy()], task=task)
+            torch_seed(self.seed)
+            assert float(result.loss.detach()) != float(plain.loss.detach()), (
+                "the training-pass perturbation does not change the loss"
+            )
+            return
         assert instance.name in result.parts, "compute_loss did not run the regularizer"
         assert _finite(result.parts[instance.name])
         self._term(instance, self._context(instance, model, batch, task))
@@ -952,11 +979,29 @@ class RegularizerContract(_StepContract):
     def test_gradients_reach_trainable_parameters(
         self, instance: Any, model: nn.Module, batch: dict[str, Any], task: str
     ) -> None:
-        """After one optimizer step, the term alone sends finite, non-zero gradients."""
+        """After one optimizer step, the term alone sends finite, non-zero gradients.
+
+        Without a term: the step's gradients are finite and differ from those without it.
+        """
         import torch
 
         from augreg.step import compute_loss
 
+        if self._training_pass_only(instance):
+            grads = []
+            for regs in ([instance], []):
+                model.zero_grad(set_to_none=True)
+                torch_seed(self.seed)
+                compute_loss(model, batch, [_cross_entropy()], regs, task=task).loss.backward()  # type: ignore[no-untyped-call,unused-ignore]
+                grads.append(
+                    {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+                )
+            assert grads[0], "no trainable parameter received a gradient"
+            assert all(bool(torch.isfinite(g).all()) for g in grads[0].values())
+            assert any(not torch.equal(g, grads[1][n]) for n, g in grads[0].items()), (
+                "the training-pass perturbation does not change the gradients"
+            )
+            return
         torch_seed(self.seed)
         state: dict[str, Any] = {}
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
@@ -1011,12 +1056,17 @@ class RegularizerContract(_StepContract):
     ) -> None:
         """With ``core.freeze`` on the embeddings the term is finite and trains the rest."""
         from augreg.builtins.adapters import Freeze
+        from augreg.step import compute_loss
 
         model = Freeze({"embeddings": True}).prepare_model(model)
         frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
         assert frozen
         torch_seed(self.seed)
-        term = self._term(instance, self._context(instance, model, batch, task))
+        if self._training_pass_only(instance):
+            term = compute_loss(model, batch, [_cross_entropy()], [instance], task=task).loss
+            assert _finite(float(term.detach()))
+        else:
+            term = self._term(instance, self._context(instance, model, batch, task))
         assert term.requires_grad, "the term is detached from the model"
         term.backward()  # type: ignore[no-untyped-call,unused-ignore]
         got = [n for n, p in model.named_parameters() if p.grad is not None]
@@ -1040,13 +1090,14 @@ class RegularizerContract(_StepContract):
         from augreg.step import compute_loss
 
         calls: list[object] = []
-        real = instance.loss
+        acting = "clean_perturbation" if self._training_pass_only(instance) else "loss"
+        real = getattr(instance, acting)
 
-        def spy(ctx: Any) -> Any:
-            calls.append(ctx)
-            return real(ctx)
+        def spy(*args: Any) -> Any:
+            calls.append(args)
+            return real(*args)
 
-        monkeypatch.setattr(instance, "loss", spy)
+        monkeypatch.setattr(instance, acting, spy)
         model.eval()
         with_reg = compute_loss(model, batch, [_cross_entropy()], [instance], task=task)
         plain = compute_loss(model, batch, [_cross_entropy()], task=task)
