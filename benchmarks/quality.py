@@ -79,6 +79,25 @@ STUDIES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
                 "adapters": [{"name": "adapters.lora", "r": 8}],
                 "train.learning_rate": 5e-4,
             },
+            # LoRA on every linear layer of the encoder (Dettmers et al. 2023 find all of them
+            # needed to match full fine-tuning) at 1e-3, a common rate for small encoders.
+            "lora_all": {
+                "adapters": [
+                    {
+                        "name": "adapters.lora",
+                        "r": 8,
+                        "target_modules": [
+                            "query",
+                            "key",
+                            "value",
+                            "attention.output.dense",
+                            "intermediate.dense",
+                            "output.dense",
+                        ],
+                    }
+                ],
+                "train.learning_rate": 1e-3,
+            },
             "bottleneck": {
                 "adapters": [{"name": "adapters.bottleneck"}],
                 "train.learning_rate": 5e-4,
