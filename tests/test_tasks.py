@@ -217,6 +217,76 @@ def test_token_tokenize_batch_errors() -> None:
         task.tokenize_batch({"tokens": [["a"]], "tags": [["B-ORG"]]}, tiny_tokenizer(), 8)
 
 
+def test_model_inputs_of_injectors_map_to_sub_tokens_and_pad_with_minus_one() -> None:
+    # KnowledgeInjector.model_inputs: per word (tokens) or [start, end, value] spans (text)
+    tok = tiny_tokenizer()
+    words = {"tokens": [["paris", "zyx", "london"], ["paris"]], "tags": [["O"] * 3, ["O"]]}
+    words["ents"] = [[-1, 7, 3], [5]]
+    out = tok_task().tokenize_batch(words, tok, 32, ("ents",))
+    assert out["ents"][0] == [-1, -1, 7, 7, 7, 3, -1]  # every sub-word, no special token
+    rows = [{k: v[i] for k, v in out.items()} for i in range(2)]
+    padded = tok_task().collator(tok, ("ents",))(rows)
+    assert padded["ents"].tolist()[1] == [-1, 5, -1, -1, -1, -1, -1]
+    assert padded["ents"].dtype.is_floating_point is False and "labels" in padded
+    text = {"text": ["paris zyx london", "london"], "label": [0, 1], "ents": [[[6, 9, 4]], []]}
+    enc = seq_task().tokenize_batch(text, tok, 32, ("ents",))
+    assert "offset_mapping" not in enc
+    assert enc["ents"][0] == [-1, -1, 4, 4, 4, -1, -1]  # "zyx" is characters 6-9
+    rows = [{k: v[i] for k, v in enc.items()} for i in range(2)]
+    batch = seq_task().collator(tok, ("ents",))(rows)
+    assert batch["ents"].shape == batch["input_ids"].shape
+    assert batch["ents"][1].tolist() == [-1] * 7
+
+
+def test_model_input_errors_name_the_fix() -> None:
+    tok = tiny_tokenizer()
+    words = {"tokens": [["paris", "london"]], "tags": [["O", "O"]]}
+    with pytest.raises(DataError, match="no 'ents' field"):
+        tok_task().tokenize_batch(words, tok, 32, ("ents",))
+    with pytest.raises(DataError, match=r"1 values for 2 tokens(.|\n)*list that injector last"):
+        tok_task().tokenize_batch({**words, "ents": [[1]]}, tok, 32, ("ents",))
+    text = {"text": ["paris"], "label": [0], "ents": [[[0, 5]]]}
+    with pytest.raises(DataError, match="not a \\[start, end, value\\] character span"):
+        seq_task().tokenize_batch(text, tok, 32, ("ents",))
+
+
+def test_model_inputs_reach_model_context_batches_and_clash_between_injectors() -> None:
+    import augreg
+    from augreg.components import ModelContext
+    from augreg.pipeline import injector_model_inputs
+
+    tok = tiny_tokenizer()
+
+    def tokenize(batch: dict[str, list[object]]) -> dict[str, list[object]]:
+        return tok_task().tokenize_batch(batch, tok, 32, ("ents",))
+
+    ctx = ModelContext(model=None, tokenizer=tok, task="token_classification", tokenize=tokenize)
+    ctx.model = types.SimpleNamespace(parameters=lambda: iter([np_tensor()]))
+    examples = [
+        {"tokens": ["paris", "zyx"], "tags": ["O", "O"], "ents": [2, -1]},
+        {"tokens": ["london"], "tags": ["O"], "ents": [4]},
+    ]
+    batch = ctx.encode(examples)
+    assert batch["ents"].tolist() == [[-1, 2, -1, -1, -1, -1], [-1, 4, -1, -1, -1, -1]]
+
+    class A(augreg.KnowledgeInjector):
+        name = "a.one"
+        model_inputs = ("ents",)
+
+    class B(A):
+        name = "b.two"
+
+    assert injector_model_inputs([A()]) == ("ents",)
+    with pytest.raises(AugregError, match=r"a\.one and b\.two both write the model input 'ents'"):
+        injector_model_inputs([A(), B()])
+
+
+def np_tensor() -> object:
+    import torch
+
+    return torch.zeros(1)
+
+
 # -- metrics ---------------------------------------------------------------------------------
 
 

@@ -143,7 +143,15 @@ class ModelContext:
         keys = [k for k in examples[0] if all(k in ex for ex in examples)]
         enc = self.tokenize({k: [ex[k] for ex in examples] for k in keys})
         rows = [{k: v[i] for k, v in enc.items() if k != "labels"} for i in range(len(examples))]
-        batch = self.tokenizer.pad(rows, return_tensors="pt")
+        known = set(getattr(self.tokenizer, "model_input_names", ())) | {"token_type_ids"}
+        extra = {k: [r.pop(k) for r in rows] for k in list(rows[0]) if k not in known}
+        batch = dict(self.tokenizer.pad(rows, return_tensors="pt"))
+        if extra:  # knowledge injectors' model inputs (KnowledgeInjector.model_inputs)
+            from augreg.tasks import pad_model_inputs
+
+            width = int(batch["input_ids"].shape[1])
+            side = str(getattr(self.tokenizer, "padding_side", "right"))
+            batch.update(pad_model_inputs(extra, width, side))
         device = next(self.model.parameters()).device
         return {k: v.to(device) for k, v in batch.items()}
 
@@ -331,9 +339,18 @@ class KnowledgeInjector(Component):
     Implement :meth:`inject` (one example in, the enriched example out, labels kept and
     token tags realigned). Override :meth:`prepare_model` to attach a module; it must be
     idempotent.
+
+    A module that needs per-token inputs (entity ids fused into the embeddings) names the
+    example fields it writes in ``model_inputs``. Tokenization maps each to one integer per
+    sub-token like the labels (token classification: one value per word in ``tokens``, spread
+    over the word's sub-tokens; sequence classification: ``[start, end, value]`` character
+    spans over ``text``), unmarked positions and padding get ``-1``, and the batch passes them
+    to the model's forward as keyword arguments of the same name, which the module must take
+    out before the base model sees them (see docs/hooks.md).
     """
 
     kind: ClassVar[Kind] = "injector"
+    model_inputs: ClassVar[tuple[str, ...]] = ()
 
     def inject(self, example: Example) -> Example:
         """Return the example with knowledge added."""

@@ -49,7 +49,7 @@ from augreg.config import (
     load_config,
     validate,
 )
-from augreg.errors import TrainingDivergedError
+from augreg.errors import AugregError, TrainingDivergedError
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -341,9 +341,10 @@ class Pipeline:
         self.setup_components(bundle, tokenizer)
         stage = self.data_stage()
         max_length = cfg.model.max_length
+        model_inputs = injector_model_inputs(self.injectors)
 
         def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-            return task.tokenize_batch(batch, tokenizer, max_length)
+            return task.tokenize_batch(batch, tokenizer, max_length, model_inputs)
 
         def encode(ds: Dataset) -> Dataset:
             return ds.map(tokenize, batched=True, remove_columns=ds.column_names, desc="tokenize")
@@ -404,7 +405,7 @@ class Pipeline:
             args=args,
             train_dataset=train_dataset,
             eval_dataset=evals.get("validation"),
-            data_collator=task.collator(tokenizer),
+            data_collator=task.collator(tokenizer, model_inputs),
             processing_class=tokenizer,
             compute_metrics=task.compute_metrics,
             callbacks=callbacks,
@@ -478,6 +479,24 @@ class Pipeline:
         self.last_run = result
         self.trainer = trainer
         return result
+
+
+def injector_model_inputs(injectors: Sequence[KnowledgeInjector]) -> tuple[str, ...]:
+    """The model-input columns the injectors declare (``KnowledgeInjector.model_inputs``).
+
+    Raises:
+        AugregError: two injectors declare the same column (one would overwrite the other).
+    """
+    owner: dict[str, str] = {}
+    for inj in injectors:
+        for name in inj.model_inputs:
+            if name in owner:
+                raise AugregError(
+                    f"augreg: injectors {owner[name]} and {inj.name} both write the model input "
+                    f"{name!r}; keep only one of them in inject."
+                )
+            owner[name] = inj.name
+    return tuple(owner)
 
 
 def _peak_memory_mb() -> float:

@@ -51,6 +51,10 @@ __all__ = [
 IGNORE_INDEX = -100
 """Label id ignored by the loss and the metrics (padding, non-first sub-words)."""
 
+MODEL_INPUT_FILL = -1
+"""Value of a model-input column (:attr:`augreg.KnowledgeInjector.model_inputs`) at positions
+it does not mark: special tokens, padding, and sub-tokens outside every span."""
+
 # -- model names -----------------------------------------------------------------------------
 
 
@@ -358,17 +362,28 @@ class Task:
         )
 
     def tokenize_batch(
-        self, batch: Mapping[str, Sequence[Any]], tokenizer: Any, max_length: int
+        self,
+        batch: Mapping[str, Sequence[Any]],
+        tokenizer: Any,
+        max_length: int,
+        model_inputs: Sequence[str] = (),
     ) -> dict[str, list[Any]]:
         """Tokenize a batch of examples (column -> values) into model inputs with ``labels``.
 
         Usable in ``datasets.Dataset.map(batched=True)`` and on plain dicts of lists. Truncates
-        to ``max_length`` and does not pad (the collator pads). Extra columns are ignored.
+        to ``max_length`` and does not pad (the collator pads). Extra columns are ignored,
+        except ``model_inputs``: columns a knowledge injector wrote for its model module
+        (:attr:`augreg.KnowledgeInjector.model_inputs`), mapped to one integer per sub-token
+        (:data:`MODEL_INPUT_FILL` where unmarked) and kept in the output.
         """
         raise NotImplementedError
 
-    def collator(self, tokenizer: Any) -> Any:
-        """The ``transformers`` data collator that pads a batch of tokenized examples."""
+    def collator(self, tokenizer: Any, model_inputs: Sequence[str] = ()) -> Any:
+        """The ``transformers`` data collator that pads a batch of tokenized examples.
+
+        ``model_inputs`` columns are padded with :data:`MODEL_INPUT_FILL` to the batch's
+        sequence length (on the tokenizer's padding side) and returned as ``long`` tensors.
+        """
         raise NotImplementedError
 
     def compute_metrics(self, eval_pred: Any) -> dict[str, float]:
@@ -388,25 +403,51 @@ class SequenceClassification(Task):
     auto_model: ClassVar[str] = "AutoModelForSequenceClassification"
 
     def tokenize_batch(
-        self, batch: Mapping[str, Sequence[Any]], tokenizer: Any, max_length: int
+        self,
+        batch: Mapping[str, Sequence[Any]],
+        tokenizer: Any,
+        max_length: int,
+        model_inputs: Sequence[str] = (),
     ) -> dict[str, list[Any]]:
         """Tokenize ``text`` (truncated, not padded); ``labels`` = ``label``.
+
+        A ``model_inputs`` column holds, per example, character spans ``[start, end, value]``
+        over ``text``; every sub-token overlapping a span gets its value.
+
+        Raises:
+            DataError: a ``model_inputs`` column is missing or malformed, or the tokenizer is
+                not fast (character offsets are needed).
 
         Example:
             >>> batch = {"text": ["so good"], "label": [1]}
             >>> task.tokenize_batch(batch, tok, 32)["labels"]  # doctest: +SKIP
             [1]
         """
-        enc = tokenizer(list(batch["text"]), truncation=True, max_length=max_length)
+        if model_inputs:
+            _need_fast(tokenizer, "knowledge injectors' model inputs")
+        enc = tokenizer(
+            list(batch["text"]),
+            truncation=True,
+            max_length=max_length,
+            return_offsets_mapping=bool(model_inputs),
+        )
         out: dict[str, list[Any]] = {k: list(v) for k, v in enc.items()}
+        offsets = out.pop("offset_mapping", None)
+        for field in model_inputs:
+            column = _model_input_column(batch, field)
+            out[field] = [
+                _spans_to_tokens(field, spans, offs)
+                for spans, offs in zip(column, offsets or [], strict=True)
+            ]
         out["labels"] = [int(x) for x in batch["label"]]
         return out
 
-    def collator(self, tokenizer: Any) -> Any:
-        """``DataCollatorWithPadding``."""
+    def collator(self, tokenizer: Any, model_inputs: Sequence[str] = ()) -> Any:
+        """``DataCollatorWithPadding`` (with :class:`ModelInputCollator` for model inputs)."""
         from transformers import DataCollatorWithPadding
 
-        return DataCollatorWithPadding(tokenizer)
+        base = DataCollatorWithPadding(tokenizer)
+        return ModelInputCollator(base, tokenizer, model_inputs) if model_inputs else base
 
     def predictions_to_labels(self, predictions: Any, label_ids: Any = None) -> list[str]:
         """Label names of the arg-max class of each row of logits."""
@@ -464,20 +505,23 @@ class TokenClassification(Task):
     auto_model: ClassVar[str] = "AutoModelForTokenClassification"
 
     def tokenize_batch(
-        self, batch: Mapping[str, Sequence[Any]], tokenizer: Any, max_length: int
+        self,
+        batch: Mapping[str, Sequence[Any]],
+        tokenizer: Any,
+        max_length: int,
+        model_inputs: Sequence[str] = (),
     ) -> dict[str, list[Any]]:
         """Tokenize ``tokens`` as pre-split words; map ``tags`` to ids on first sub-words.
 
+        A ``model_inputs`` column holds, per example, one integer per word (like ``tags``);
+        every sub-token of a word gets the word's value.
+
         Raises:
-            DataError: the tokenizer is not a fast tokenizer (``word_ids`` is needed), or a
-                tag is not in the label set.
+            DataError: the tokenizer is not a fast tokenizer (``word_ids`` is needed), a
+                tag is not in the label set, or a ``model_inputs`` column is missing or does
+                not have one value per word.
         """
-        if not getattr(tokenizer, "is_fast", False):
-            raise DataError(
-                f"augreg: token classification needs a fast tokenizer (for word_ids), but "
-                f"{type(tokenizer).__name__} is not one. Use a model that ships a "
-                "tokenizer.json, or convert the tokenizer with use_fast=True."
-            )
+        _need_fast(tokenizer, "token classification")
         label2id = self.label2id
         enc = tokenizer(
             [list(t) for t in batch["tokens"]],
@@ -501,14 +545,32 @@ class TokenClassification(Task):
                 prev = word
             all_labels.append(row)
         out: dict[str, list[Any]] = {k: list(v) for k, v in enc.items()}
+        for field in model_inputs:
+            column = _model_input_column(batch, field)
+            rows: list[list[int]] = []
+            for i, (values, tokens) in enumerate(zip(column, batch["tokens"], strict=True)):
+                if not isinstance(values, (list, tuple)) or len(values) != len(tokens):
+                    n = len(values) if isinstance(values, (list, tuple)) else values
+                    raise DataError(
+                        f"augreg: model input {field!r} has {n} values for {len(tokens)} "
+                        "tokens; it needs one integer per word. An augmenter or injector "
+                        "that changes the words after the one writing it leaves it stale: "
+                        "list that injector last."
+                    )
+                rows.append(
+                    [MODEL_INPUT_FILL if w is None else int(values[w]) for w in enc.word_ids(i)]
+                )
+            out[field] = rows
         out["labels"] = all_labels
         return out
 
-    def collator(self, tokenizer: Any) -> Any:
-        """``DataCollatorForTokenClassification`` (pads labels with -100)."""
+    def collator(self, tokenizer: Any, model_inputs: Sequence[str] = ()) -> Any:
+        """``DataCollatorForTokenClassification`` (pads labels with -100; model inputs with
+        :data:`MODEL_INPUT_FILL`)."""
         from transformers import DataCollatorForTokenClassification
 
-        return DataCollatorForTokenClassification(tokenizer)
+        base = DataCollatorForTokenClassification(tokenizer)
+        return ModelInputCollator(base, tokenizer, model_inputs) if model_inputs else base
 
     def predictions_to_labels(self, predictions: Any, label_ids: Any = None) -> list[list[str]]:
         """Tag names per sentence at scored positions (``label_ids != -100``).
@@ -537,6 +599,81 @@ class TokenClassification(Task):
         flat_t = [t for row in true_tags for t in row]
         flat_p = [t for row in pred_tags for t in row]
         return {**prf, "accuracy": accuracy(flat_t, flat_p)}
+
+
+# -- model inputs of knowledge injectors ------------------------------------------------------
+
+
+def _need_fast(tokenizer: Any, what: str) -> None:
+    if not getattr(tokenizer, "is_fast", False):
+        raise DataError(
+            f"augreg: {what} needs a fast tokenizer (for word_ids and offsets), but "
+            f"{type(tokenizer).__name__} is not one. Use a model that ships a "
+            "tokenizer.json, or convert the tokenizer with use_fast=True."
+        )
+
+
+def _model_input_column(batch: Mapping[str, Sequence[Any]], field: str) -> Sequence[Any]:
+    if field not in batch:
+        raise DataError(
+            f"augreg: the examples have no {field!r} field, which a knowledge injector "
+            f"declares as a model input (columns: {sorted(batch)}). Run that injector on "
+            "every split (the pipeline does) before tokenizing."
+        )
+    return batch[field]
+
+
+def _spans_to_tokens(field: str, spans: Any, offsets: Sequence[Sequence[int]]) -> list[int]:
+    """One value per sub-token: the value of the ``[start, end, value]`` span it overlaps."""
+    row = [MODEL_INPUT_FILL] * len(offsets)
+    for span in spans or ():
+        if not isinstance(span, (list, tuple)) or len(span) != 3:
+            raise DataError(
+                f"augreg: model input {field!r}: {span!r} is not a [start, end, value] "
+                "character span; sequence classification takes spans over 'text'."
+            )
+        start, end, value = (int(x) for x in span)
+        for k, (a, b) in enumerate(offsets):
+            if a < b and a < end and b > start:  # a == b: special tokens
+                row[k] = value
+    return row
+
+
+def pad_model_inputs(
+    rows: Mapping[str, Sequence[Sequence[int]]], width: int, padding_side: str = "right"
+) -> dict[str, Any]:
+    """Pad model-input columns to ``width`` with :data:`MODEL_INPUT_FILL`; ``long`` tensors."""
+    import torch
+
+    out: dict[str, Any] = {}
+    for field, values in rows.items():
+        padded = []
+        for v in values:
+            fill = [MODEL_INPUT_FILL] * (width - len(v))
+            padded.append([*fill, *v] if padding_side == "left" else [*v, *fill])
+        out[field] = torch.tensor(padded, dtype=torch.long)
+    return out
+
+
+class ModelInputCollator:
+    """Wraps a task's collator: pads the knowledge injectors' model-input columns as well.
+
+    The base collator (``tokenizer.pad``) cannot pad columns it does not know, so they are
+    taken out of the features, the base collates the rest, and they are padded to its
+    sequence length with :data:`MODEL_INPUT_FILL` and put back.
+    """
+
+    def __init__(self, base: Any, tokenizer: Any, fields: Sequence[str]) -> None:
+        self.base = base
+        self.fields = tuple(fields)
+        self.padding_side = str(getattr(tokenizer, "padding_side", "right"))
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> Any:
+        rows = {f: [list(feat[f]) for feat in features] for f in self.fields}
+        batch = self.base([{k: v for k, v in f.items() if k not in self.fields} for f in features])
+        width = int(batch["input_ids"].shape[1])
+        batch.update(pad_model_inputs(rows, width, self.padding_side))
+        return batch
 
 
 TASK_CLASSES: dict[str, type[Task]] = {

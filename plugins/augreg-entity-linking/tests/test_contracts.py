@@ -1,4 +1,4 @@
-"""The conformance kit for both injectors, on both tasks, with the tiny KB."""
+"""The conformance kit for the injectors, on both tasks, with the tiny KB."""
 
 from __future__ import annotations
 
@@ -22,3 +22,8 @@ class TestDescribeShort(InjectorContract):
 class TestMarkers(InjectorContract):
     component = "entity_linking.markers"
     options = {"kb": KB}
+
+
+class TestFusion(InjectorContract):
+    component = "entity_linking.fusion"
+    options = {"kb": KB, "record_links": True}

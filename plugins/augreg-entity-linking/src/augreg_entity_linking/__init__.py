@@ -1,7 +1,9 @@
 """augreg-entity-linking: link mentions to a knowledge base and inject what it knows.
 
 Components: ``entity_linking.describe`` (K-BERT-style ``name: description`` after each linked
-mention) and ``entity_linking.markers`` (typed markers around linked mentions). The linker
+mention), ``entity_linking.markers`` (typed markers around linked mentions) and
+``entity_linking.fusion`` (ERNIE-style entity vectors gated into the mention tokens' input
+embeddings). The linker
 itself (:class:`EntityLinker`) and the KB loader (:func:`load_kb`) are usable on their own.
 """
 
