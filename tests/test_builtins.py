@@ -15,6 +15,7 @@ from augreg.builtins.regularizers import L2SP, EmbeddingNoise, RDrop
 from augreg.step import compute_loss
 from augreg.testing import (
     AdapterContract,
+    CombinerContract,
     ObjectiveContract,
     RegularizerContract,
     make_batch,
@@ -33,6 +34,10 @@ class TestCrossEntropy(ObjectiveContract):
 class TestLabelSmoothing(ObjectiveContract):
     component = "core.label_smoothing"
     options = {"epsilon": 0.2}
+
+
+class TestWeightedSum(CombinerContract):
+    component = "core.sum"
 
 
 class TestL2SP(RegularizerContract):

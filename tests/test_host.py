@@ -21,6 +21,7 @@ CORE = [
     "core.l2sp",
     "core.label_smoothing",
     "core.rdrop",
+    "core.sum",
 ]
 
 

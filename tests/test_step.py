@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,3 +92,90 @@ def test_token_classification_ignores_minus_100() -> None:
     mask = labels != -100
     manual = torch.nn.functional.cross_entropy(logits[mask], labels[mask])
     assert math.isclose(float(result.loss), float(manual), rel_tol=1e-5)
+
+
+# -- combiners (train.combiner) and hidden states ---------------------------------------------
+
+
+class _Recording(augreg.Combiner):
+    """Takes the larger term only; records what it was given."""
+
+    name = "test.max"
+    seen: list[dict[str, float]] = []
+
+    def combine(self, terms: dict[str, torch.Tensor], ctx: augreg.StepContext) -> torch.Tensor:
+        type(self).seen.append({k: float(v.detach()) for k, v in terms.items()})
+        return torch.stack(list(terms.values())).max()
+
+
+def test_the_combiner_gets_the_weighted_terms_and_makes_the_loss() -> None:
+    model = tiny_model().eval()
+    ce, ls = CrossEntropy(weight=0.5), LabelSmoothing(weight=3.0, epsilon=0.2)
+    result = compute_loss(model, _batch(), [ce, ls], combiner=_Recording())
+    seen = _Recording.seen[-1]
+    assert list(seen) == ["core.cross_entropy", "core.label_smoothing"]
+    for name, w in (("core.cross_entropy", 0.5), ("core.label_smoothing", 3.0)):
+        assert math.isclose(seen[name], w * result.parts[name], rel_tol=1e-6)
+    assert math.isclose(float(result.loss), max(seen.values()), rel_tol=1e-6)
+
+
+def test_core_sum_is_the_default_weighted_sum() -> None:
+    model = tiny_model().eval()
+    objectives = [CrossEntropy(weight=0.5), LabelSmoothing(weight=2.0, epsilon=0.2)]
+    plain = compute_loss(model, _batch(), objectives).loss
+    summed = compute_loss(
+        model,
+        _batch(),
+        objectives,
+        combiner=augreg.create("core.sum"),  # type: ignore[arg-type]
+    ).loss
+    assert float(plain) == float(summed)
+
+
+class _Hidden(augreg.Objective):
+    name = "test.hidden"
+    needs_hidden_states = True
+
+    def loss(self, ctx: augreg.StepContext, outputs: object = None) -> torch.Tensor:
+        out = ctx.outputs if outputs is None else outputs
+        return out.hidden_states[-1].pow(2).mean()  # type: ignore[attr-defined,no-any-return]
+
+
+def test_hidden_states_come_from_the_single_clean_pass() -> None:
+    model = tiny_model().train()
+    calls: list[int] = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    result = compute_loss(model, _batch(), [CrossEntropy(), _Hidden()])
+    assert len(calls) == 1 and result.context is not None
+    assert result.context.outputs.hidden_states is not None
+    plain = compute_loss(model, _batch(), [CrossEntropy()])
+    assert plain.context is not None and plain.context.outputs.hidden_states is None
+
+
+def test_aux_modules_are_trained_and_ignored_when_loading(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from augreg.model_io import _load_tensors
+
+    model = tiny_model()
+    aux = augreg.aux_modules(model)
+    aux["test_head"] = torch.nn.Linear(2, 2)
+    assert augreg.aux_modules(model) is aux
+    state = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert "augreg_aux.test_head.weight" in state
+    save_file(state, str(tmp_path / "w.safetensors"))
+    _load_tensors(tiny_model(), tmp_path / "w.safetensors")  # no error: training-only
+    state["other.weight"] = torch.zeros(1)
+    save_file(state, str(tmp_path / "x.safetensors"))
+    with pytest.raises(augreg.AugregError, match=r"other\.weight"):
+        _load_tensors(tiny_model(), tmp_path / "x.safetensors")
+
+
+def test_unknown_combiner_is_a_config_error_with_the_closest_name() -> None:
+    from augreg.config import PipelineConfig, validate
+
+    with pytest.raises(augreg.ConfigError) as err:
+        validate({"model": "m", "data": {"train": "x.jsonl"}, "train": {"combiner": "core.summ"}})
+    assert "train.combiner" in str(err.value) and "core.sum" in str(err.value)
+    cfg = PipelineConfig.model_validate({"model": {"name": "m"}, "data": {"train": "x"}})
+    assert cfg.train.combiner.name == "core.sum"

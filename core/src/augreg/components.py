@@ -52,8 +52,15 @@ if TYPE_CHECKING:  # pragma: no cover - typing only, keeps `import augreg` light
 
     from augreg.context import StepContext
 
-Kind = Literal["augmenter", "injector", "objective", "regularizer", "adapter"]
-KINDS: tuple[Kind, ...] = ("augmenter", "injector", "objective", "regularizer", "adapter")
+Kind = Literal["augmenter", "injector", "objective", "regularizer", "adapter", "combiner"]
+KINDS: tuple[Kind, ...] = (
+    "augmenter",
+    "injector",
+    "objective",
+    "regularizer",
+    "adapter",
+    "combiner",
+)
 TASKS: frozenset[str] = frozenset({"sequence_classification", "token_classification"})
 
 Example = dict[str, Any]
@@ -366,16 +373,26 @@ class KnowledgeInjector(Component):
 
 
 class Objective(Component):
-    """A training loss. Objectives are combined by their ``weight`` (weighted sum).
+    """A training loss. Objectives are combined by their ``weight`` (weighted sum by default;
+    ``train.combiner`` names another :class:`Combiner`).
 
     Implement :meth:`loss`: given the step context and model outputs (the clean pass by
     default, or a perturbed pass when a regularizer asks), return a scalar tensor. Ignore
     padding and label ``-100``.
+
+    An objective that reads the encoder's hidden states (a pooled representation) sets
+    ``needs_hidden_states = True``: every pass of the step then runs with
+    ``output_hidden_states=True`` (no second clean pass). An objective that trains modules
+    of its own (an MLM head, a projection) attaches them in :meth:`prepare_model`, before the
+    optimizer is built, under :func:`augreg.step.aux_modules` (saved with the model, ignored
+    by :func:`augreg.load_model`).
     """
 
     kind: ClassVar[Kind] = "objective"
     applies_to_perturbed: ClassVar[bool] = True
     """Whether this loss is part of ``ctx.task_loss(outputs)`` on perturbed passes."""
+    needs_hidden_states: ClassVar[bool] = False
+    """Ask every pass of the step for ``output_hidden_states=True``."""
 
     class Options(_Options):
         weight: float = Field(1.0, ge=0, le=1e4, description="Weight in the summed loss.")
@@ -383,6 +400,15 @@ class Objective(Component):
     def loss(self, ctx: StepContext, outputs: Any = None) -> torch.Tensor:
         """Return the loss on ``outputs`` (default ``ctx.outputs``)."""
         raise NotImplementedError(f"{type(self).__name__} must implement loss()")
+
+    def prepare_model(self, model: torch.nn.Module, tokenizer: Any = None) -> torch.nn.Module:
+        """Attach the modules this objective trains (default: none). Idempotent.
+
+        Called once after the model is built (injectors and adapters applied) and before the
+        optimizer is created, so the attached parameters are trained. Parameters added here
+        stay trainable whatever the adapters froze.
+        """
+        return model
 
 
 class Regularizer(Component):
@@ -426,6 +452,30 @@ class Regularizer(Component):
         return None
 
 
+class Combiner(Component):
+    """Turns the step's weighted loss terms into the one tensor backward runs on.
+
+    Chosen by ``train.combiner`` (default ``core.sum``, the weighted sum). :meth:`combine`
+    gets the terms in order (``{component name: weight * loss}``) and returns a scalar whose
+    gradient is the combined gradient; its value is what the Trainer logs as ``loss``. A
+    gradient-surgery combiner (PCGrad) computes per-term gradients itself with
+    ``torch.autograd.grad`` and returns a surrogate whose gradient is the projected sum, so
+    the Trainer's own backward, accumulation, mixed precision and clipping stay in place.
+    Learned weights are attached in :meth:`prepare_model` (under
+    :func:`augreg.step.aux_modules`) so the optimizer trains them.
+    """
+
+    kind: ClassVar[Kind] = "combiner"
+
+    def combine(self, terms: dict[str, torch.Tensor], ctx: StepContext) -> torch.Tensor:
+        """Return the step's loss from the weighted terms (at least one)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement combine()")
+
+    def prepare_model(self, model: torch.nn.Module, names: Sequence[str]) -> torch.nn.Module:
+        """Attach learned parameters for the terms ``names`` (default: none). Idempotent."""
+        return model
+
+
 class Adapter(Component):
     """Changes what is trained (freezing, LoRA, bottleneck adapters, ...).
 
@@ -455,6 +505,7 @@ BASES: dict[Kind, type[Component]] = {
     "objective": Objective,
     "regularizer": Regularizer,
     "adapter": Adapter,
+    "combiner": Combiner,
 }
 
 

@@ -169,6 +169,13 @@ class DataConfig(_Strict):
         return v
 
 
+class ComponentSpec(_Strict):
+    """A component in a config: its name and its options (flat beside the name in files)."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class TrainConfig(_Strict):
     """Training settings (passed on to ``transformers.TrainingArguments``)."""
 
@@ -204,13 +211,11 @@ class TrainConfig(_Strict):
     save_model: bool = Field(True, description="Save the trained weights in the run folder.")
     dataloader_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes.")
     progress: bool = Field(True, description="Show progress bars.")
-
-
-class ComponentSpec(_Strict):
-    """A component in a config: its name and its options (flat beside the name in files)."""
-
-    name: str
-    options: dict[str, Any] = Field(default_factory=dict)
+    combiner: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(name="core.sum"),
+        description="How the weighted loss terms become the loss: a combiner name "
+        '(core.sum, objectives.uncertainty, objectives.pcgrad) or {name = "...", <options>}.',
+    )
 
 
 class PipelineConfig(_Strict):
@@ -233,6 +238,12 @@ class PipelineConfig(_Strict):
         out = self.model_dump(mode="json", exclude_none=True)
         for section in SECTIONS:
             out[section] = [{"name": s["name"], **s["options"]} for s in out[section]]
+        combiner = out["train"]["combiner"]
+        out["train"]["combiner"] = (
+            {"name": combiner["name"], **combiner["options"]}
+            if combiner["options"]
+            else combiner["name"]
+        )
         return out
 
     def resolve_path(self, path: str) -> Path:
@@ -295,6 +306,33 @@ def _split_spec(item: Any) -> tuple[str | None, dict[str, Any]]:
     if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
         return item[0], dict(item[1] or {})
     return None, {}
+
+
+def _normalize_combiner(data: dict[str, Any], host: PluginHost) -> list[Problem]:
+    """Check ``train.combiner`` (a name or a mapping) and store it as ``{name, options}``."""
+    train = data.get("train")
+    if not isinstance(train, Mapping) or train.get("combiner") is None:
+        return []
+    train = dict(train)
+    data["train"] = train
+    where = "train.combiner"
+    item = train["combiner"]
+    name, options = _split_spec(item)
+    if not name:
+        train.pop("combiner")
+        return [Problem(where, f'needs a combiner name (name = "..."), got {item!r}')]
+    info = host.components["combiner"].get(name)
+    if info is None:
+        train.pop("combiner")
+        msg, hint = host.unknown_hint("combiner", name)
+        return [Problem(where, msg, component=name, hint=tuple(hint))]
+    try:
+        options = info.cls.validate_options(options).model_dump(mode="json")
+    except OptionsError as exc:
+        train.pop("combiner")
+        return [Problem(where, line, component=name, origin=info.origin) for line in exc.problems]
+    train["combiner"] = {"name": name, "options": options}
+    return []
 
 
 def validate(
@@ -369,6 +407,8 @@ def validate(
             out.append({"name": name, "options": options})
         specs[section] = out
         data[section] = out
+
+    problems.extend(_normalize_combiner(data, host))
 
     # Declared conflicts, both directions, reported once per pair.
     seen: set[frozenset[str]] = set()

@@ -65,6 +65,7 @@ class StepContext:
         num_items_in_batch: Any = None,
         state: dict[str, Any] | None = None,
         clean_perturbers: Sequence[Callable[[StepContext, torch.Tensor], Any]] = (),
+        hidden_states: bool = False,
     ) -> None:
         if "labels" not in inputs:
             raise ValueError("augreg: the batch has no 'labels'; training needs labelled data.")
@@ -88,6 +89,8 @@ class StepContext:
         self._embeddings: torch.Tensor | None = None
         self.clean_perturbers = list(clean_perturbers)
         """Called in the clean pass with the embedding output; their sum is added to it."""
+        self.hidden_states = hidden_states
+        """Every pass runs with ``output_hidden_states=True`` (an objective needs them)."""
 
     # -- the clean pass --------------------------------------------------------------------
 
@@ -207,6 +210,8 @@ class StepContext:
         target: nn.Module | None = None,
     ) -> Any:
         model = self.model if target is None else target
+        if self.hidden_states:
+            batch = {**batch, "output_hidden_states": True}
         if perturbation is None and not capture:
             return model(**batch)
         embedding = _input_embeddings(model)

@@ -52,6 +52,10 @@ class AugregSpecs:
     def augreg_register_adapters(self, register: Register) -> None:
         """Register :class:`augreg.Adapter` subclasses."""
 
+    @hookspec
+    def augreg_register_combiners(self, register: Register) -> None:
+        """Register :class:`augreg.Combiner` subclasses (chosen by ``train.combiner``)."""
+
 
 REGISTRATION_HOOKS = {
     "augmenter": "augreg_register_augmenters",
@@ -59,4 +63,5 @@ REGISTRATION_HOOKS = {
     "objective": "augreg_register_objectives",
     "regularizer": "augreg_register_regularizers",
     "adapter": "augreg_register_adapters",
+    "combiner": "augreg_register_combiners",
 }

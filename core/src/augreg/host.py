@@ -290,6 +290,7 @@ _SECTION: dict[str, str] = {
     "objective": "objectives",
     "regularizer": "regularize",
     "adapter": "adapters",
+    "combiner": "train.combiner",
 }
 
 _default_host: PluginHost | None = None

@@ -262,15 +262,20 @@ def _full_model_settings(
 def _load_tensors(model: nn.Module, weights: Path) -> None:
     from safetensors.torch import load_file
 
+    from augreg.step import AUX
+
     if not weights.is_file():
         raise AugregError(
             f"augreg: the saved tensors {weights} are missing; the run is incomplete."
         )
     state = load_file(str(weights))
     result = model.load_state_dict(state, strict=False)
-    if result.unexpected_keys:
+    # Modules that objectives and combiners train (an MLM head, loss weights) serve training
+    # only; the rebuilt model for inference has no place for them.
+    unexpected = [k for k in result.unexpected_keys if AUX not in k.split(".")]
+    if unexpected:
         raise AugregError(
-            f"augreg: {len(result.unexpected_keys)} saved tensors of {weights} have no place in "
-            f"the rebuilt model ({', '.join(result.unexpected_keys[:3])}, ...). Install the "
+            f"augreg: {len(unexpected)} saved tensors of {weights} have no place in "
+            f"the rebuilt model ({', '.join(unexpected[:3])}, ...). Install the "
             "plugin versions the run used (the run folder's augreg.lock lists them)."
         )

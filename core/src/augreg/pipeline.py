@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from augreg.components import (
     Adapter,
     Augmenter,
+    Combiner,
     Component,
     KnowledgeInjector,
     Objective,
@@ -198,6 +199,10 @@ class Pipeline:
             self.components[section] = built
         if not self.components["objectives"]:
             self.components["objectives"] = [self.host.create("objective", "core.cross_entropy")]
+        spec = cfg.train.combiner
+        combiner = self.host.create("combiner", spec.name, spec.options)
+        assert isinstance(combiner, Combiner)
+        self.combiner: Combiner = combiner
         self.last_run: RunResult | None = None
 
     def __repr__(self) -> str:
@@ -231,7 +236,7 @@ class Pipeline:
         return [c for c in self.components["adapters"] if isinstance(c, Adapter)]
 
     def all_components(self) -> list[Component]:
-        return [c for section in SECTIONS for c in self.components[section]]
+        return [*(c for section in SECTIONS for c in self.components[section]), self.combiner]
 
     # -- stages ----------------------------------------------------------------------------
 
@@ -378,6 +383,11 @@ class Pipeline:
 
         transformers.set_seed(cfg.train.seed)  # the head's initialisation follows the seed
         model = build_model(task, cfg.model, self.injectors, self.adapters, tokenizer)
+        for objective in self.objectives:  # heads they train, before the optimizer is built
+            model = objective.prepare_model(model, tokenizer)
+        terms = [o.name for o in self.objectives]
+        terms += [r.name for r in self.regularizers if r.has_term()]
+        model = self.combiner.prepare_model(model, terms)
         for adapter in self.adapters:
             callbacks.extend(adapter.callbacks())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -412,6 +422,7 @@ class Pipeline:
             objectives=self.objectives,
             regularizers=self.regularizers,
             task_type=cfg.task.type,
+            combiner=self.combiner,
         )
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from augreg.components import Objective, Regularizer
-from augreg.context import StepContext
+from augreg.components import Combiner, Objective, Regularizer
+from augreg.context import StepContext, unwrap_model
 from augreg.errors import TrainingDivergedError
 
 
@@ -42,6 +42,50 @@ def _weight(component: Any) -> float:
     return float(getattr(component.options, "weight", 1.0))
 
 
+AUX = "augreg_aux"
+"""Attribute of the model holding training-only modules of objectives and combiners."""
+
+
+def aux_modules(model: nn.Module) -> nn.ModuleDict:
+    """The ``nn.ModuleDict`` where objectives and combiners attach the modules they train.
+
+    Created on first use as ``<model>.augreg_aux`` on the underlying ``transformers`` model
+    (inside data-parallel and peft wrappers), so its parameters are in ``model.parameters()``
+    (the optimizer trains them) and in the saved weights; :func:`augreg.load_model` ignores
+    them when it rebuilds a model for inference. Key the entries by component name.
+
+    Example:
+        >>> heads = aux_modules(model)  # doctest: +SKIP
+        >>> if "objectives_mlm" not in heads:
+        ...     heads["objectives_mlm"] = build_head()
+    """
+    inner = unwrap_model(model)
+    base = getattr(inner, "get_base_model", None)  # peft: attach to the transformers model
+    if callable(base):
+        inner = base()
+    found = getattr(inner, AUX, None)
+    if isinstance(found, nn.ModuleDict):
+        return found
+    modules = nn.ModuleDict()
+    try:
+        param = next(inner.parameters())
+        modules.to(param.device)
+    except StopIteration:
+        pass
+    inner.add_module(AUX, modules)
+    return modules
+
+
+def weighted_sum(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The plain sum of the (already weighted) terms, in order."""
+    total: torch.Tensor | None = None
+    for term in terms.values():
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("augreg: no loss term to combine")
+    return total
+
+
 def compute_loss(
     model: nn.Module,
     inputs: dict[str, Any],
@@ -54,11 +98,15 @@ def compute_loss(
     num_items_in_batch: Any = None,
     state: dict[str, Any] | None = None,
     check_finite: bool = True,
+    combiner: Combiner | None = None,
 ) -> StepResult:
-    """Weighted sum of objectives on the clean pass plus regularizer terms.
+    """Objectives on the clean pass plus regularizer terms, combined (weighted sum by default).
 
     Regularizers act only when ``model.training`` is true (not during evaluation): their
-    :meth:`~augreg.Regularizer.clean_perturbation` on the clean pass, then their terms.
+    :meth:`~augreg.Regularizer.clean_perturbation` on the clean pass, then their terms. Each
+    term is weighted by its component's ``weight``; ``combiner`` (``train.combiner``) turns
+    the weighted terms into the loss (default: their sum). ``parts`` holds the unweighted
+    terms.
 
     Raises:
         TrainingDivergedError: the loss is NaN or infinite (names the step and components).
@@ -80,9 +128,10 @@ def compute_loss(
         num_items_in_batch=num_items_in_batch,
         state=state,
         clean_perturbers=perturbers,
+        hidden_states=any(getattr(o, "needs_hidden_states", False) for o in objectives),
     )
     parts: dict[str, float] = {}
-    total: torch.Tensor | None = None
+    terms: dict[str, torch.Tensor] = {}
     acting: list[Objective | Regularizer] = [*objectives, *regs]
     for component in acting:
         w = _weight(component)
@@ -90,9 +139,10 @@ def compute_loss(
             continue
         term = component.loss(ctx)
         parts[component.name] = float(term.detach())
-        total = w * term if total is None else total + w * term
-    if total is None:
+        terms[component.name] = w * term
+    if not terms:
         raise ValueError("augreg: every objective has weight 0; nothing to train")
+    total = weighted_sum(terms) if combiner is None else combiner.combine(terms, ctx)
     if check_finite:
         value = float(total.detach())
         if not math.isfinite(value):
@@ -114,11 +164,20 @@ def training_step(
     step: int = 0,
     epoch: float = 0.0,
     state: dict[str, Any] | None = None,
+    combiner: Combiner | None = None,
 ) -> StepResult:
     """One full optimizer step for a plain PyTorch loop (forward, backward, clip, step)."""
     model.train()
     result = compute_loss(
-        model, batch, objectives, regularizers, task=task, step=step, epoch=epoch, state=state
+        model,
+        batch,
+        objectives,
+        regularizers,
+        task=task,
+        step=step,
+        epoch=epoch,
+        state=state,
+        combiner=combiner,
     )
     result.loss.backward()  # type: ignore[no-untyped-call]
     if max_grad_norm:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from augreg.components import Objective, Regularizer
+from augreg.components import Combiner, Objective, Regularizer
 from augreg.config import TrainConfig
 from augreg.errors import TrainingDivergedError
 from augreg.step import compute_loss
@@ -29,6 +29,7 @@ class AugregTrainer(Trainer):
         objectives: Objectives, combined by their ``weight`` (at least one).
         regularizers: Regularizers; active only in training mode.
         task_type: ``sequence_classification`` or ``token_classification``.
+        combiner: Turns the weighted terms into the loss (``train.combiner``; default: sum).
         *args, **kwargs: Passed to ``transformers.Trainer``.
     """
 
@@ -38,9 +39,11 @@ class AugregTrainer(Trainer):
         objectives: Sequence[Objective],
         regularizers: Sequence[Regularizer] = (),
         task_type: str = "sequence_classification",
+        combiner: Combiner | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.combiner = combiner
         self.objectives = list(objectives)
         self.regularizers = list(regularizers)
         self.task_type = task_type
@@ -66,6 +69,7 @@ class AugregTrainer(Trainer):
                 epoch=float(self.state.epoch or 0.0),
                 num_items_in_batch=num_items_in_batch,
                 state=self.component_state,
+                combiner=self.combiner,
             )
         except TrainingDivergedError:
             raise

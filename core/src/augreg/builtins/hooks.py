@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from augreg.builtins.adapters import Freeze
+from augreg.builtins.combiners import WeightedSum
 from augreg.builtins.objectives import CrossEntropy, LabelSmoothing
 from augreg.builtins.regularizers import L2SP, EmbeddingNoise, RDrop
 from augreg.hookspecs import Register, hookimpl
@@ -24,3 +25,8 @@ def augreg_register_regularizers(register: Register) -> None:
 @hookimpl
 def augreg_register_adapters(register: Register) -> None:
     register(Freeze)
+
+
+@hookimpl
+def augreg_register_combiners(register: Register) -> None:
+    register(WeightedSum)

@@ -11,7 +11,8 @@ Example:
 Public API:
     Contracts: :class:`ComponentContract`, :class:`AugmenterContract`,
     :class:`InjectorContract`, :class:`ObjectiveContract`, :class:`RegularizerContract`,
-    :class:`AdapterContract` (``CONTRACTS`` maps each kind to its contract).
+    :class:`AdapterContract`, :class:`CombinerContract` (``CONTRACTS`` maps each kind to
+    its contract).
     Helpers: :func:`make_batch`, :func:`isolated_host`, :func:`no_network`,
     :func:`sequence_examples`, :func:`token_examples`, :func:`entity_spans`,
     :func:`heavy_imports_of`, :func:`tiny_model`, :func:`tiny_tokenizer`,
@@ -35,6 +36,7 @@ from augreg.testing.kit import (
     CONTRACTS,
     AdapterContract,
     AugmenterContract,
+    CombinerContract,
     ComponentContract,
     InjectorContract,
     ObjectiveContract,
@@ -49,6 +51,7 @@ __all__ = [
     "DEFAULT_TAGS",
     "AdapterContract",
     "AugmenterContract",
+    "CombinerContract",
     "ComponentContract",
     "InjectorContract",
     "NetworkAccessError",

@@ -861,7 +861,13 @@ class ObjectiveContract(_StepContract):
         ignored = batch["labels"] == -100
         assert bool(ignored.any()) and bool((~ignored).any())
         model = tiny_model(task, num_labels=len(DEFAULT_TAGS), seed=self.seed).eval()
-        ctx = StepContext(model, batch, task=task, objectives=[(instance, 1.0)])
+        ctx = StepContext(
+            model,
+            batch,
+            task=task,
+            objectives=[(instance, 1.0)],
+            hidden_states=bool(getattr(instance, "needs_hidden_states", False)),
+        )
         outputs = ctx.outputs
         noise = torch.randn(outputs.logits.shape, generator=torch.Generator().manual_seed(0))
         changed = outputs.logits + 5.0 * noise * ignored.unsqueeze(-1)
@@ -1197,11 +1203,67 @@ class AdapterContract(ComponentContract):
         assert not missing and not extra, f"missing {missing[:5]}, extra {extra[:5]}"
 
 
+class CombinerContract(_StepContract):
+    """Checks for an :class:`augreg.Combiner` (``train.combiner``).
+
+    On two loss terms (cross-entropy and label smoothing) the combined loss is a finite
+    scalar, backward gives finite gradients that reach the input embeddings, and without
+    gradients (evaluation) it still returns a finite value.
+    """
+
+    kind: ClassVar[Kind] = "combiner"
+
+    @staticmethod
+    def _two_terms() -> list[Any]:
+        from augreg.builtins.objectives import CrossEntropy, LabelSmoothing
+
+        return [CrossEntropy(), LabelSmoothing(weight=0.5)]
+
+    def test_combines_two_terms(
+        self, instance: Any, model: nn.Module, batch: dict[str, Any], task: str
+    ) -> None:
+        """A finite scalar loss whose gradients are finite and reach the input embeddings."""
+        import torch
+
+        from augreg.step import compute_loss
+
+        objectives = self._two_terms()
+        model = instance.prepare_model(model, [o.name for o in objectives])
+        result = compute_loss(model, batch, objectives, task=task, combiner=instance)
+        loss = result.loss
+        assert isinstance(loss, torch.Tensor) and loss.dim() == 0, f"combine() gave {loss!r}"
+        assert _finite(float(loss.detach())), f"the combined loss is {float(loss.detach())}"
+        assert set(result.parts) == {o.name for o in objectives}, result.parts
+        loss.backward()  # type: ignore[no-untyped-call,unused-ignore]
+        for name, p in model.named_parameters():
+            if p.grad is not None:
+                assert bool(torch.isfinite(p.grad).all()), f"non-finite gradient on {name}"
+        emb = model.get_input_embeddings().weight  # type: ignore[operator]
+        assert emb.grad is not None and bool(emb.grad.abs().sum() > 0), (
+            "no gradient reached the input embeddings"
+        )
+
+    def test_without_gradients(
+        self, instance: Any, model: nn.Module, batch: dict[str, Any], task: str
+    ) -> None:
+        """In evaluation (eval mode, no grad) the combined loss is a finite number."""
+        import torch
+
+        from augreg.step import compute_loss
+
+        objectives = self._two_terms()
+        model = instance.prepare_model(model, [o.name for o in objectives]).eval()
+        with torch.no_grad():
+            loss = compute_loss(model, batch, objectives, task=task, combiner=instance).loss
+        assert _finite(float(loss)), f"the combined loss in evaluation is {float(loss)}"
+
+
 CONTRACTS: dict[Kind, type[ComponentContract]] = {
     "augmenter": AugmenterContract,
     "injector": InjectorContract,
     "objective": ObjectiveContract,
     "regularizer": RegularizerContract,
     "adapter": AdapterContract,
+    "combiner": CombinerContract,
 }
 """The contract class of each kind (used by :func:`augreg.testing.runner.check_plugin`)."""
