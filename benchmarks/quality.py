@@ -102,6 +102,11 @@ STUDIES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
                 "adapters": [{"name": "adapters.bottleneck"}],
                 "train.learning_rate": 5e-4,
             },
+            # Houlsby et al. search 1e-4 to 1e-3; the top of that range for 160 steps.
+            "bottleneck_1e3": {
+                "adapters": [{"name": "adapters.bottleneck"}],
+                "train.learning_rate": 1e-3,
+            },
             # LP-FT keeps full fine-tuning's rate (Kumar et al. fine-tune at the usual rate
             # after the probe); the probe (first 2 of 5 epochs, head only) runs at 20x, 1e-3,
             # since a fresh head alone at 5e-5 barely moves in 64 steps.
