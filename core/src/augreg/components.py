@@ -223,6 +223,30 @@ class Component:
                 cls.name or cls.__name__, describe_validation_error(exc, cls.Options)
             ) from None
 
+    @classmethod
+    def conformance_options(cls, folder: Path, task: str) -> dict[str, Any] | None:
+        """Options ``augreg check-plugin`` builds this component with, on ``task``.
+
+        Override it when the defaults cannot run in the conformance kit: a required option
+        (a teacher model, a knowledge base) or a default that needs the network (a hub
+        model). The kit calls it once per task in ``supports_tasks``, before any check runs,
+        with the network blocked; write whatever the options point at (a tiny model saved
+        with :func:`augreg.testing.save_tiny_model`, a small KB file) under ``folder``, an
+        empty temporary folder per task that lives for the whole run. It must not download.
+
+        Returns:
+            The options (a dict, as in a pipeline config), or None to use the defaults
+            (the default).
+
+        Example:
+            >>> class Distil(Objective):  # doctest: +SKIP
+            ...     @classmethod
+            ...     def conformance_options(cls, folder, task):
+            ...         from augreg.testing import save_tiny_model
+            ...         return {"teacher": str(save_tiny_model(folder / "teacher", task))}
+        """
+        return None
+
     def setup(self, ctx: SetupContext) -> None:
         """Load heavy resources. Called once before the component first acts."""
 

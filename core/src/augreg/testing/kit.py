@@ -12,7 +12,10 @@ their fixtures (methods of the class, so no conftest is needed)::
 Class attributes a subclass may set:
 
 * ``component`` (required): the registered name, ``<plugin>.<component>``.
-* ``options``: options to build it with (default: its defaults).
+* ``options``: options to build it with (default: its defaults). ``augreg check-plugin``
+  sets them from the component's :meth:`~augreg.Component.conformance_options`.
+* ``tasks``: the tasks to check (default: every task in ``supports_tasks``); set it when
+  the options fit one task only (a teacher with the sequence labels).
 * ``plugins``: ``{name: module}`` of in-code plugins to register instead of loading the
   installed entry points (for components not installed as a distribution).
 * ``heavy_import_ok``: set True only if importing the component's module must import torch.
@@ -54,6 +57,7 @@ from augreg.options import Options
 from augreg.seeding import derive_seed
 from augreg.testing.helpers import (
     DEFAULT_TAGS,
+    NetworkAccessError,
     entity_spans,
     isolated_host,
     make_batch,
@@ -218,6 +222,7 @@ class ComponentContract:
     kind: ClassVar[Kind]
     component: ClassVar[str] = ""
     options: ClassVar[Mapping[str, Any]] = {}
+    tasks: ClassVar[frozenset[str] | None] = None
     plugins: ClassVar[Mapping[str, Any] | None] = None
     heavy_import_ok: ClassVar[bool] = False
     seed: ClassVar[int] = 13
@@ -275,6 +280,8 @@ class ComponentContract:
                 f"{cls.component} does not support {task} "
                 f"(supports_tasks = {sorted(component_cls.supports_tasks)})"
             )
+        if cls.tasks is not None and task not in cls.tasks:
+            pytest.skip(f"the contract checks {sorted(cls.tasks)} only (tasks = ...)")
         return task
 
     @pytest.fixture
@@ -296,8 +303,46 @@ class ComponentContract:
 
     @classmethod
     def build(cls, component_cls: type[Component], **overrides: Any) -> Component:
-        """Build the component with the class's ``options`` (and overrides), not set up."""
-        return component_cls({**dict(cls.options), **overrides})
+        """Build the component with the class's ``options`` (and overrides), not set up.
+
+        When the options alone are refused (a required option is missing), the check fails
+        with a message saying how to give the kit options.
+        """
+        try:
+            return component_cls({**dict(cls.options), **overrides})
+        except AugregError as exc:
+            if overrides:
+                try:
+                    component_cls(dict(cls.options))
+                except AugregError:
+                    pass
+                else:
+                    raise  # the overrides are at fault: the check expects the error
+            pytest.fail(cls._options_hint(f"cannot be built with {cls._which_options()}", exc))
+
+    @classmethod
+    def _which_options(cls) -> str:
+        return f"the options {dict(cls.options)!r}" if cls.options else "its default options"
+
+    @classmethod
+    def _options_hint(cls, what: str, exc: BaseException) -> str:
+        """Why the component failed with the contract's options, and how to give others."""
+        return (
+            f"augreg: {cls.component} {what}: {exc}\n"
+            "Give the conformance kit options that run offline: declare a classmethod "
+            "conformance_options(cls, folder, task) on the component (used by augreg "
+            "check-plugin; it may save a tiny model or a small file under folder), and in "
+            "a contract of your own set options = {...}. See docs/writing-plugins.md."
+        )
+
+    @classmethod
+    def set_up(cls, built: Component, task: str, tokenizer: Any, cache_dir: Path) -> None:
+        """Run ``setup()`` as the kit does; a failure says how to give the kit options."""
+        try:
+            built.setup(cls.setup_context(task, tokenizer, cache_dir))
+        except (AugregError, OSError, NetworkAccessError) as exc:
+            # OSError: a hub model that is not in the local cache
+            pytest.fail(cls._options_hint(f"cannot be set up with {cls._which_options()}", exc))
 
     @classmethod
     def setup_context(cls, task: str, tokenizer: Any, cache_dir: Path) -> SetupContext:
@@ -426,7 +471,7 @@ class ComponentContract:
     ) -> None:
         """``setup()`` succeeds with the network blocked and only writes to ``cache_dir``."""
         built = self.build(component_cls)
-        built.setup(self.setup_context(task, tokenizer, tmp_path))
+        self.set_up(built, task, tokenizer, tmp_path)
 
 
 # -- data-side contracts ---------------------------------------------------------------------
@@ -530,7 +575,7 @@ class AugmenterContract(ComponentContract):
         A ``needs_model`` augmenter also gets ``augmenter_model`` through ``use_model``.
         """
         built = cls.build(component_cls)
-        built.setup(cls.setup_context(task, tokenizer, tmp_path_factory.mktemp("augreg")))
+        cls.set_up(built, task, tokenizer, tmp_path_factory.mktemp("augreg"))
         if getattr(component_cls, "needs_model", False):
             model = request.getfixturevalue("augmenter_model")
             built.use_model(model_context(task, model, tokenizer))  # type: ignore[attr-defined]
@@ -645,7 +690,7 @@ class AugmenterContract(ComponentContract):
         """Without a model handed over, it raises ``AugregError`` (not AttributeError)."""
         self._needs_model(component_cls)
         built = self.build(component_cls)
-        built.setup(self.setup_context(task, tokenizer, tmp_path))
+        self.set_up(built, task, tokenizer, tmp_path)
         with pytest.raises(AugregError):
             for i, ex in enumerate(examples):
                 built.augment(copy.deepcopy(ex), random.Random(self._seed_of(i, ex)))  # type: ignore[attr-defined]
@@ -712,7 +757,7 @@ class InjectorContract(ComponentContract):
     ) -> Any:
         """The component, built and set up once per task."""
         built = cls.build(component_cls)
-        built.setup(cls.setup_context(task, tokenizer, tmp_path_factory.mktemp("augreg")))
+        cls.set_up(built, task, tokenizer, tmp_path_factory.mktemp("augreg"))
         return built
 
     def _inject(self, instance: Any, example: Example) -> Example:
@@ -793,7 +838,7 @@ class _StepContract(ComponentContract):
     ) -> Any:
         """A fresh component per check (objectives and regularizers may keep state)."""
         built = self.build(component_cls)
-        built.setup(self.setup_context(task, tokenizer, tmp_path))
+        self.set_up(built, task, tokenizer, tmp_path)
         return built
 
 
@@ -850,13 +895,15 @@ class ObjectiveContract(_StepContract):
         """Changing the logits where the label is -100 does not change the loss."""
         if "token_classification" not in component_cls.supports_tasks:
             pytest.skip(f"{self.component} does not support token_classification")
+        if self.tasks is not None and "token_classification" not in self.tasks:
+            pytest.skip(f"the contract checks {sorted(self.tasks)} only (tasks = ...)")
         import torch
 
         from augreg.context import StepContext
 
         task = "token_classification"
         instance: Any = self.build(component_cls)
-        instance.setup(self.setup_context(task, tokenizer, tmp_path))
+        self.set_up(instance, task, tokenizer, tmp_path)
         batch = make_batch(task, tokenizer, token_examples(), label_names=DEFAULT_TAGS)
         ignored = batch["labels"] == -100
         assert bool(ignored.any()) and bool((~ignored).any())
@@ -902,7 +949,7 @@ class ObjectiveContract(_StepContract):
         losses = []
         for weight in (1.0, 2.5):
             instance: Any = self.build(component_cls, weight=weight)
-            instance.setup(self.setup_context(task, tokenizer, tmp_path))
+            self.set_up(instance, task, tokenizer, tmp_path)
             torch.manual_seed(self.seed)
             losses.append(float(compute_loss(model, batch, [instance], task=task).loss.detach()))
         assert math.isclose(losses[1], 2.5 * losses[0], rel_tol=1e-4, abs_tol=1e-6), (
@@ -1140,7 +1187,7 @@ class AdapterContract(ComponentContract):
     ) -> Any:
         """A fresh component per check."""
         built = self.build(component_cls)
-        built.setup(self.setup_context(task, tokenizer, tmp_path))
+        self.set_up(built, task, tokenizer, tmp_path)
         return built
 
     @pytest.fixture

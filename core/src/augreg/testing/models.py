@@ -94,9 +94,21 @@ def tiny_model(
 
 
 def save_tiny_model(
-    folder: str | Path, task: str = "sequence_classification", num_labels: int = 2, seed: int = 0
+    folder: str | Path,
+    task: str = "sequence_classification",
+    num_labels: int | None = None,
+    seed: int = 0,
 ) -> Path:
-    """Save a tiny model and its tokenizer to ``folder`` (loadable by path, like a hub model)."""
+    """Save a tiny model and its tokenizer to ``folder`` (loadable by path, like a hub model).
+
+    ``num_labels`` defaults to the labels of the kit's sample data for ``task`` (2 classes,
+    or the IOB2 tags of :data:`augreg.testing.DEFAULT_TAGS`), so the model fits the kit's
+    checks, e.g. as a teacher in :meth:`augreg.Component.conformance_options`.
+    """
+    if num_labels is None:
+        from augreg.testing.helpers import DEFAULT_TAGS
+
+        num_labels = len(DEFAULT_TAGS) if task == "token_classification" else 2
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tiny_model(task, num_labels, seed).save_pretrained(folder)

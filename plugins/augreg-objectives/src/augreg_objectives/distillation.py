@@ -119,6 +119,18 @@ class Distillation(augreg.Objective):
 
     options: Options
 
+    @classmethod
+    def conformance_options(cls, folder: Path, task: str) -> dict[str, Any] | None:
+        """A tiny teacher saved under ``folder``: there is no default teacher to check with.
+
+        Hidden-state matching is on for token classification, so both paths are checked.
+        """
+        from augreg.testing import save_tiny_model
+
+        teacher = save_tiny_model(folder / "teacher", task, seed=5)
+        hidden = 0.5 if task == "token_classification" else 0.0
+        return {"teacher": str(teacher), "hidden_weight": hidden}
+
     def __init__(self, options: Any = None, /, **kwargs: Any) -> None:
         super().__init__(options, **kwargs)
         # hidden states only when they are matched (the step then asks every pass for them)
