@@ -11,6 +11,9 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
+from augreg import AugregError
 from augreg_backtranslation.cache import TranslationCache
 
 # Each process writes entries key -> [value(key)] in transactions of BATCH entries.
@@ -80,3 +83,85 @@ def test_killed_writer_leaves_no_partial_entry(tmp_path: Path) -> None:
     cache = TranslationCache(path)
     cache.put_many({"after": ["ok"]})
     assert cache.get_many(["after"]) == {"after": ["ok"]}
+
+
+def test_opening_waits_for_a_reader_of_a_new_cache(tmp_path: Path) -> None:
+    """The switch to WAL needs every other connection to let go; SQLite does not wait by itself.
+
+    This is the race of two processes opening a new cache at once, made deterministic: a
+    second connection holds a read transaction on the (not yet WAL) file for a moment.
+    """
+    import threading
+
+    path = tmp_path / "translations.sqlite"
+    other = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE IF NOT EXISTS translations (key TEXT PRIMARY KEY, value TEXT)")
+    other.execute("BEGIN")
+    other.execute("SELECT COUNT(*) FROM translations").fetchone()  # holds a shared lock
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        cache = TranslationCache(path, timeout=10)
+        cache.put_many({"k": ["v"]})
+        assert cache.get_many(["k"]) == {"k": ["v"]}
+        assert cache._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        release.join()
+        other.close()
+
+
+def test_opening_retries_when_two_processes_switch_to_wal_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two connections switching a new file to WAL at the same moment: SQLite answers one of
+    them "database is locked" at once, without its busy handler (it would deadlock). The race
+    is too narrow to hit on demand, so the answer is injected on the first two attempts."""
+    import augreg_backtranslation.cache as cache_module
+
+    real_connect = sqlite3.connect
+    attempts = {"n": 0}
+
+    class Racing:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self._db = db
+
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            if sql == "PRAGMA journal_mode=WAL" and attempts["n"] < 2:
+                attempts["n"] += 1
+                raise sqlite3.OperationalError("database is locked")
+            return self._db.execute(sql, *args)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._db, name)
+
+    monkeypatch.setattr(
+        cache_module.sqlite3, "connect", lambda *a, **k: Racing(real_connect(*a, **k))
+    )
+    cache = TranslationCache(tmp_path / "translations.sqlite", timeout=10)
+    assert attempts["n"] == 2
+    cache.put_many({"k": ["v"]})
+    assert cache.get_many(["k"]) == {"k": ["v"]}
+    assert cache._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_opening_gives_up_after_the_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import augreg_backtranslation.cache as cache_module
+
+    real_connect = sqlite3.connect
+
+    class Locked:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self._db = db
+
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            if sql == "PRAGMA journal_mode=WAL":
+                raise sqlite3.OperationalError("database is locked")
+            return self._db.execute(sql, *args)
+
+    monkeypatch.setattr(
+        cache_module.sqlite3, "connect", lambda *a, **k: Locked(real_connect(*a, **k))
+    )
+    with pytest.raises(AugregError, match="database is locked"):
+        TranslationCache(tmp_path / "translations.sqlite", timeout=0.2)

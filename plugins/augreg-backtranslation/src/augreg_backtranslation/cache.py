@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,17 +65,39 @@ class TranslationCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL: a committed transaction survives a killed process (not a power cut),
-            # and writes stay fast
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
+            self._open(timeout)
         except sqlite3.Error as exc:
             raise AugregError(
                 f"augreg-backtranslation: cannot open the translation cache {self.path} "
                 f"({exc}). Delete the file to start an empty cache, or set cache_dir to a "
                 "writable folder (or cache = false)."
             ) from None
+
+    def _open(self, timeout: float) -> None:
+        """Switch to WAL and create the table, retrying while another process holds a lock.
+
+        SQLite does not call its busy handler for a ``journal_mode`` change, so two processes
+        opening a new cache at the same moment can get "database is locked" at once; the
+        switch and the schema are retried with a short back-off until ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            try:
+                mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL: a committed transaction survives a killed process (not a power
+                # cut), and writes stay fast
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, list[str]]:
         """The cached entries among ``keys`` (missing keys are absent from the result)."""
