@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from augreg_entity_linking.injectors import SAMPLE_KB
 from augreg_entity_linking.linker import EntityLinker, LinkerOptions
 
-TINY_KB = Path(__file__).parent / "data" / "tiny_kb.jsonl"
+TINY_KB = SAMPLE_KB
 
 
 @pytest.fixture

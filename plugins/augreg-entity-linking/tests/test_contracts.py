@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from augreg.testing import InjectorContract
+from augreg_entity_linking.injectors import SAMPLE_KB
 
-KB = str(Path(__file__).parent / "data" / "tiny_kb.jsonl")
+KB = str(SAMPLE_KB)
 
 
 class TestDescribe(InjectorContract):

@@ -121,6 +121,14 @@ class RoundTrip(augreg.Augmenter):
     name = "backtranslation.round_trip"
     paper: ClassVar[str] = SENNRICH
 
+    @classmethod
+    def conformance_options(cls, folder: Path, task: str) -> dict[str, Any] | None:
+        """A tiny trained Marian model both ways: the default hub models need the network."""
+        from augreg_backtranslation.tiny import tiny_models
+
+        model = tiny_models()["trained"]
+        return {"pivots": [{"forward": model, "back": model}], "max_new_tokens": 32}
+
     class Options(augreg.Augmenter.Options):
         pivots: tuple[Pivot, ...] = Field(
             (Pivot(forward="Helsinki-NLP/opus-mt-en-de", back="Helsinki-NLP/opus-mt-de-en"),),

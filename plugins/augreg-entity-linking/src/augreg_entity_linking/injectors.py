@@ -65,10 +65,20 @@ class _InjectorOptions(LinkerOptions):
     )
 
 
+SAMPLE_KB = Path(__file__).with_name("sample_kb.jsonl")
+"""A 10-entity KB (two Paris, cities, countries, people) shipped for the kit and the tests."""
+
+
 class _Linked(augreg.KnowledgeInjector):
     """Shared machinery: linking, length budget, token-classification alignment."""
 
     options: _InjectorOptions
+
+    @classmethod
+    def conformance_options(cls, folder: Path, task: str) -> dict[str, Any] | None:
+        """The shipped sample KB: there is no default KB to check with."""
+        return {"kb": str(SAMPLE_KB)}
+
     _linker: EntityLinker | None = None
     _tokenizer: Any = None
     _limit: int | None = None
