@@ -10,6 +10,11 @@ never found by branching on class names:
 * ``extra_passes``: declared cost, extra forward+backward passes per training step.
 * ``conflicts_with``: names of components it cannot be combined with.
 * ``paper``: the work it comes from.
+* ``needs_unlabelled``: the component trains on unlabelled text (consistency training). A
+  pipeline with such a component needs ``data.unlabelled`` (checked before any model
+  loads); the Trainer then draws ``data.unlabelled_ratio`` unlabelled examples per labelled
+  one into every training batch, and the component reads them from ``ctx.unlabelled``
+  (:class:`augreg.context.UnlabelledBatch`).
 * ``needs_model`` (augmenters): the augmenter writes its views against the model being
   trained (adversarial examples). The core hands it the model through
   :meth:`Augmenter.use_model` at the start of the epochs :meth:`Augmenter.refresh_epoch`
@@ -184,6 +189,7 @@ class Component:
     extra_passes: ClassVar[float] = 0.0
     conflicts_with: ClassVar[frozenset[str]] = frozenset()
     paper: ClassVar[str] = ""
+    needs_unlabelled: ClassVar[bool] = False
 
     class Options(_Options):
         """No options."""

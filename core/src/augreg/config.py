@@ -146,8 +146,19 @@ class DataConfig(_Strict):
         "(counted and named in the run report).",
     )
     cache_dir: str | None = Field(None, description="Cache folder (default ~/.cache/augreg).")
+    unlabelled: SourceConfig | None = Field(
+        None,
+        description="Unlabelled in-domain text for components that train on it "
+        "(consistency.uda, consistency.self_training): text column only, labels ignored.",
+    )
+    unlabelled_ratio: int = Field(
+        3,
+        ge=1,
+        le=64,
+        description="Unlabelled examples drawn per labelled example in each training batch.",
+    )
 
-    @field_validator("train", "validation", "test", mode="before")
+    @field_validator("train", "validation", "test", "unlabelled", mode="before")
     @classmethod
     def _src(cls, v: Any) -> Any:
         return _source(v)
@@ -495,6 +506,7 @@ def validate(
                 )
         if cfg.train.eval_strategy == "steps" and cfg.train.eval_steps is None:
             problems.append(Problem("train.eval_steps", "is required with eval_strategy='steps'"))
+        problems.extend(_check_unlabelled(cfg, host))
         for i, spec in enumerate(cfg.augment):
             found = host.find(spec.name)
             if found is not None and getattr(found.cls, "needs_model", False):
@@ -513,6 +525,46 @@ def validate(
         raise ConfigError(source, problems)
     assert cfg is not None
     return cfg
+
+
+def _check_unlabelled(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:
+    """Unlabelled data and the components that train on it come together (``needs_unlabelled``)."""
+    users: list[tuple[str, str, Any]] = []
+    for section in SECTIONS:
+        for i, spec in enumerate(getattr(cfg, section)):
+            found = host.find(spec.name)
+            if found is not None and getattr(found.cls, "needs_unlabelled", False):
+                users.append((f"{section}[{i}]", spec.name, found.origin))
+    given = cfg.data.unlabelled is not None
+    if given and cfg.task.type != "sequence_classification":
+        return [
+            Problem(
+                "data.unlabelled",
+                f"is supported for sequence_classification only, not {cfg.task.type}; remove it",
+            )
+        ]
+    if users and not given:
+        return [
+            Problem(
+                where,
+                "trains on unlabelled text, and the pipeline has none; add data.unlabelled "
+                '(e.g. unlabelled = "unlabelled.jsonl", one {"text": ...} per line) or '
+                "remove the component",
+                component=name,
+                origin=origin,
+            )
+            for where, name, origin in users
+        ]
+    if given and not users:
+        return [
+            Problem(
+                "data.unlabelled",
+                "is given, but no component trains on unlabelled text (e.g. "
+                "consistency.uda, consistency.self_training); add one or remove "
+                "data.unlabelled",
+            )
+        ]
+    return []
 
 
 def expand_recipes(data: dict[str, Any], host: PluginHost) -> list[Problem]:
@@ -575,6 +627,7 @@ def _check_sources(data: DataConfig, base_dir: str) -> list[Problem]:
         ("data.train", data.train),
         ("data.validation", data.validation),
         ("data.test", data.test),
+        ("data.unlabelled", data.unlabelled),
         *((f"data.eval.{k}", v) for k, v in data.eval.items()),
     ]
     for where, src in entries:

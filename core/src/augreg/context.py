@@ -19,12 +19,39 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 LABEL_KEYS = ("labels",)
+UNLABELLED = "augreg_unlabelled"
+"""Batch key of the unlabelled part of a training batch (taken out before the model runs)."""
+
+
+@dataclass
+class UnlabelledBatch:
+    """The unlabelled examples drawn with a training batch (``data.unlabelled``).
+
+    Attributes:
+        inputs: Their model inputs, padded tensors on the batch's device, no labels.
+        examples: Their raw examples, in the same order: ``augreg_id`` and ``text`` (after
+            the knowledge injectors), for writing augmented views.
+    """
+
+    inputs: dict[str, Any]
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.inputs["input_ids"].shape[0])
+
+    @classmethod
+    def from_batch(cls, value: Any) -> UnlabelledBatch | None:
+        """Read the :data:`UNLABELLED` entry of a collated batch (None when absent)."""
+        if value is None or isinstance(value, UnlabelledBatch):
+            return value
+        return cls(dict(value["inputs"]), list(value.get("examples", [])))
 
 
 @contextlib.contextmanager
@@ -50,6 +77,9 @@ class StepContext:
         objectives: ``(objective, weight)`` pairs making up :meth:`task_loss`.
         copies: Run the clean pass on the batch repeated this many times (R-Drop).
         step: Global optimizer step. ``epoch``: fractional epoch.
+        unlabelled: Unlabelled examples drawn with the batch (``data.unlabelled``); also
+            read from the batch's ``augreg_unlabelled`` entry, which the model never sees.
+        total_steps: Optimizer steps of the whole run, when known (schedules use it).
     """
 
     def __init__(
@@ -66,6 +96,8 @@ class StepContext:
         state: dict[str, Any] | None = None,
         clean_perturbers: Sequence[Callable[[StepContext, torch.Tensor], Any]] = (),
         hidden_states: bool = False,
+        unlabelled: UnlabelledBatch | None = None,
+        total_steps: int | None = None,
     ) -> None:
         if "labels" not in inputs:
             raise ValueError("augreg: the batch has no 'labels'; training needs labelled data.")
@@ -78,7 +110,10 @@ class StepContext:
         self.objectives = list(objectives)
         self.state = state if state is not None else {}
         """Per-run state that components may keep across steps (keyed by component name)."""
-        base = {k: v for k, v in inputs.items() if k not in LABEL_KEYS}
+        self.unlabelled = unlabelled or UnlabelledBatch.from_batch(inputs.get(UNLABELLED))
+        """Unlabelled examples drawn with this batch, or None (no ``data.unlabelled``)."""
+        self.total_steps = total_steps
+        base = {k: v for k, v in inputs.items() if k not in LABEL_KEYS and k != UNLABELLED}
         labels = inputs["labels"]
         if copies > 1:
             base = {k: _repeat(v, copies) for k, v in base.items()}

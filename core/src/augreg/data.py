@@ -44,6 +44,7 @@ from datasets import ClassLabel, Dataset, Features, List, Value
 
 from augreg.components import Augmenter, Component, Example, KnowledgeInjector, SetupContext
 from augreg.config import PipelineConfig, SourceConfig
+from augreg.context import UNLABELLED
 from augreg.errors import DataError
 from augreg.seeding import derive_rng, derive_seed
 from augreg.tasks import to_iob2, token_label_set
@@ -55,6 +56,8 @@ __all__ = [
     "DataBundle",
     "DataStage",
     "PerEpochDataset",
+    "UnlabelledCollator",
+    "WithUnlabelled",
     "cache_root",
     "dataset_fingerprint",
     "load_data",
@@ -94,6 +97,8 @@ class DataBundle:
     labels: list[str] = field(default_factory=list)
     skipped: dict[str, list[str]] = field(default_factory=dict)
     """Ids of rows skipped per split (only with ``data.empty_rows = "skip"``)."""
+    unlabelled: Dataset | None = None
+    """Unlabelled text (``data.unlabelled``): columns ``augreg_id`` and ``text`` only."""
 
 
 def cache_root(cfg: PipelineConfig) -> Path:
@@ -737,14 +742,69 @@ def load_data(cfg: PipelineConfig) -> DataBundle:
         rows = _subset(cfg, len(train.ids), indices["train"], labels, train.desc)
         for name, split in splits.items():
             built[name] = _build(split, False, indices[name], rows if name == "train" else None)
+    skipped = {name: split.skipped for name, split in splits.items() if split.skipped}
+    unlabelled = None
+    if cfg.data.unlabelled is not None:
+        unlabelled, dropped = _load_unlabelled(cfg, cfg.data.unlabelled, cache)
+        if dropped:
+            skipped["unlabelled"] = dropped
     return DataBundle(
         train=built["train"],
         validation=built.get("validation"),
         test=built.get("test"),
         eval={name: built[name] for name in cfg.data.eval},
         labels=labels,
-        skipped={name: split.skipped for name, split in splits.items() if split.skipped},
+        skipped=skipped,
+        unlabelled=unlabelled,
     )
+
+
+def _load_unlabelled(
+    cfg: PipelineConfig, src: SourceConfig, cache: Path
+) -> tuple[Dataset, list[str]]:
+    """The ``data.unlabelled`` set as ``augreg_id`` + ``text``; any label column is ignored.
+
+    Returns the data set and the ids of rows skipped for empty text (``data.empty_rows``).
+
+    Raises:
+        DataError: unreadable source, no text column, no rows, or empty texts.
+    """
+    where = "data.unlabelled"
+    ds, desc = _load_source(cfg, src, "train", where, cache)
+    roles = _columns(cfg, ds.column_names)
+    col = roles["text"]
+    fix = (
+        "consistency components train on this text: give at least one example "
+        '({"text": ...} per line), or remove them and data.unlabelled'
+    )
+    if col not in ds.column_names:
+        raise DataError(
+            f"augreg: {desc}: no column {col!r} for the text. Columns present: "
+            f"{list(ds.column_names)}. Map the file's column with data.columns.text."
+        )
+    if len(ds) == 0:
+        raise DataError(f"augreg: {desc} has no rows; {fix}.")
+    texts = ds[col]
+    if "id" in roles and roles["id"] in ds.column_names:
+        ids = [f"unlabelled:{x}" for x in ds[roles["id"]]]
+    else:
+        ids = [f"unlabelled:{i}" for i in range(len(ds))]
+    bad = [ids[i] for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad and cfg.data.empty_rows != "skip":
+        raise DataError(
+            f"augreg: {desc}: empty, missing or non-string text (column {col!r}) in "
+            f"{_ids_text(bad)}. Remove those rows, fill in their text, or set "
+            'data.empty_rows = "skip".'
+        )
+    drop = set(bad)
+    keep = [i for i, x in enumerate(ids) if x not in drop]
+    if not keep:
+        raise DataError(f"augreg: {desc} has no row with text; {fix}.")
+    out = Dataset.from_dict(
+        {ID: [ids[i] for i in keep], "text": [texts[i] for i in keep]},
+        features=Features({ID: Value("string"), "text": Value("string")}),
+    )
+    return out, bad
 
 
 # -- the data stage --------------------------------------------------------------------------
@@ -1299,3 +1359,105 @@ def _refresh_bar(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="ex", disable=not enabled, leave=True)
+
+
+# -- unlabelled data ---------------------------------------------------------------------------
+
+
+class WithUnlabelled(torch.utils.data.Dataset[dict[str, Any]]):
+    """Training items with ``ratio`` unlabelled examples drawn alongside each labelled one.
+
+    Item ``i`` is the labelled item ``i`` plus, under :data:`UNLABELLED`, the unlabelled
+    examples at positions ``i * ratio ... i * ratio + ratio - 1`` of a permutation of the
+    unlabelled set seeded by (seed, epoch): over an epoch every unlabelled example is drawn
+    about ``len(labelled) * ratio / len(unlabelled)`` times, the draw depends only on the seed
+    and the epoch, and the same injectors and tokenizer as the labelled data apply. Each
+    unlabelled item is its raw example (``augreg_id``, ``text``) plus its tokenization
+    (``input_ids`` ...), so a component can write augmented views of the text.
+
+    Args:
+        labelled: The training items (an encoded data set or a :class:`PerEpochDataset`).
+        unlabelled: Unlabelled examples (``augreg_id``, ``text``), after the injectors.
+        tokenize: The pipeline's batched tokenize function.
+        ratio: Unlabelled examples per labelled one (``data.unlabelled_ratio``).
+        seed: The pipeline seed.
+
+    Raises:
+        DataError: the unlabelled set is empty.
+    """
+
+    def __init__(
+        self,
+        labelled: Any,
+        unlabelled: Dataset,
+        tokenize: Callable[[dict[str, list[Any]]], dict[str, list[Any]]],
+        ratio: int,
+        seed: int,
+    ) -> None:
+        if len(unlabelled) == 0:
+            raise DataError(
+                "augreg: data.unlabelled is empty; consistency components train on unlabelled "
+                "text: give at least one example, or remove them and data.unlabelled."
+            )
+        self.labelled = labelled
+        self.unlabelled = unlabelled
+        self.tokenize = tokenize
+        self.ratio = int(ratio)
+        self.seed = seed
+        self.epoch = 0
+        self._order = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> list[int]:
+        order = list(range(len(self.unlabelled)))
+        random.Random(derive_seed(self.seed, "augreg.unlabelled", epoch)).shuffle(order)
+        return order
+
+    def set_epoch(self, epoch: int, model: Any = None, tokenizer: Any = None) -> None:
+        """Draw the unlabelled examples of ``epoch``; pass the epoch on to the labelled items."""
+        if int(epoch) != self.epoch:
+            self.epoch = int(epoch)
+            self._order = self._permutation(self.epoch)
+        inner = getattr(self.labelled, "set_epoch", None)
+        if callable(inner):
+            inner(epoch, model, tokenizer)
+
+    def drawn(self, index: int) -> list[int]:
+        """Indices (into the unlabelled set) drawn with labelled item ``index`` this epoch."""
+        n = len(self._order)
+        return [self._order[(index * self.ratio + k) % n] for k in range(self.ratio)]
+
+    def __len__(self) -> int:
+        return len(self.labelled)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.labelled[index])
+        rows = self.unlabelled[self.drawn(index)]
+        # A placeholder label: the task's tokenize expects one; it is dropped right after.
+        enc = self.tokenize({**rows, "label": [0] * len(rows["text"])})
+        enc.pop("labels", None)
+        item[UNLABELLED] = [
+            {ID: rid, "text": text, **{k: v[j] for k, v in enc.items()}}
+            for j, (rid, text) in enumerate(zip(rows[ID], rows["text"], strict=True))
+        ]
+        return item
+
+
+class UnlabelledCollator:
+    """Wraps a task's collator: the unlabelled examples of the items become one padded batch.
+
+    The labelled part is collated by ``base`` as before; the unlabelled examples of all items
+    are collated by ``base`` too (without labels) and put under :data:`UNLABELLED` as
+    ``{"inputs": <padded tensors>, "examples": [{"augreg_id", "text"}, ...]}``.
+    """
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> Any:
+        extra = [u for f in features for u in f.get(UNLABELLED, ())]
+        batch = self.base([{k: v for k, v in f.items() if k != UNLABELLED} for f in features])
+        if extra:
+            raw = [{ID: u[ID], "text": u["text"]} for u in extra]
+            encoded = [{k: v for k, v in u.items() if k not in (ID, "text")} for u in extra]
+            batch[UNLABELLED] = {"inputs": dict(self.base(encoded)), "examples": raw}
+        return batch

@@ -365,14 +365,27 @@ class Pipeline:
         train_source = stage.inject(bundle.train)
         train_dataset: Any
         callbacks = list(callbacks)
-        if cfg.data.augmentation == "per_epoch" and self.augmenters:
+        per_epoch = cfg.data.augmentation == "per_epoch" and bool(self.augmenters)
+        if per_epoch:
             train_dataset = stage.per_epoch_dataset(train_source, tokenize)
-            callbacks.append(EpochCallback(train_dataset, tokenizer))
             n_train = len(train_dataset)
         else:
             expanded = stage.expand(train_source)
             n_train = len(expanded)
             train_dataset = encode(expanded)
+        collator = task.collator(tokenizer, model_inputs)
+        n_unlabelled = 0
+        if bundle.unlabelled is not None:
+            from augreg.data import UnlabelledCollator, WithUnlabelled
+
+            unlabelled = stage.inject(bundle.unlabelled)
+            n_unlabelled = len(unlabelled)
+            train_dataset = WithUnlabelled(
+                train_dataset, unlabelled, tokenize, cfg.data.unlabelled_ratio, cfg.train.seed
+            )
+            collator = UnlabelledCollator(collator)
+        if per_epoch or bundle.unlabelled is not None:
+            callbacks.append(EpochCallback(train_dataset, tokenizer))
         evals: dict[str, Dataset] = {}
         if bundle.validation is not None:
             evals["validation"] = encode_eval(stage.inject(bundle.validation))
@@ -415,7 +428,7 @@ class Pipeline:
             args=args,
             train_dataset=train_dataset,
             eval_dataset=evals.get("validation"),
-            data_collator=task.collator(tokenizer, model_inputs),
+            data_collator=collator,
             processing_class=tokenizer,
             compute_metrics=task.compute_metrics,
             callbacks=callbacks,
@@ -451,6 +464,11 @@ class Pipeline:
             "seconds_per_step": round(train_seconds / max(steps, 1), 4),
             "wall_seconds": round(time.perf_counter() - t0, 3),
             "train_examples": n_train,
+            **(
+                {"unlabelled_examples": n_unlabelled, "unlabelled_ratio": cfg.data.unlabelled_ratio}
+                if bundle.unlabelled is not None
+                else {}
+            ),
             "train_loss": float(train_output.training_loss),
             "peak_memory_mb": _peak_memory_mb(),
             "trainable_parameters": trainable,

@@ -99,6 +99,7 @@ def compute_loss(
     state: dict[str, Any] | None = None,
     check_finite: bool = True,
     combiner: Combiner | None = None,
+    total_steps: int | None = None,
 ) -> StepResult:
     """Objectives on the clean pass plus regularizer terms, combined (weighted sum by default).
 
@@ -106,7 +107,8 @@ def compute_loss(
     :meth:`~augreg.Regularizer.clean_perturbation` on the clean pass, then their terms. Each
     term is weighted by its component's ``weight``; ``combiner`` (``train.combiner``) turns
     the weighted terms into the loss (default: their sum). ``parts`` holds the unweighted
-    terms.
+    terms. Unlabelled examples drawn with the batch (its ``augreg_unlabelled`` entry) reach
+    the components as ``ctx.unlabelled``; the model never sees them in the clean pass.
 
     Raises:
         TrainingDivergedError: the loss is NaN or infinite (names the step and components).
@@ -129,6 +131,7 @@ def compute_loss(
         state=state,
         clean_perturbers=perturbers,
         hidden_states=any(getattr(o, "needs_hidden_states", False) for o in objectives),
+        total_steps=total_steps,
     )
     parts: dict[str, float] = {}
     terms: dict[str, torch.Tensor] = {}

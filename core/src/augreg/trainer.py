@@ -70,6 +70,7 @@ class AugregTrainer(Trainer):
                 num_items_in_batch=num_items_in_batch,
                 state=self.component_state,
                 combiner=self.combiner,
+                total_steps=int(self.state.max_steps or 0) or None,
             )
         except TrainingDivergedError:
             raise

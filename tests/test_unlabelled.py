@@ -1,0 +1,267 @@
+"""Unlabelled data (``data.unlabelled``): config checks, loading, drawing, the step context."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import torch
+from datasets import Dataset
+
+import augreg
+from augreg.context import UNLABELLED, StepContext
+from augreg.data import UnlabelledCollator, WithUnlabelled, load_data
+from augreg.host import PluginHost
+from augreg.testing import make_batch, tiny_model, tiny_tokenizer
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+SEEN: list[tuple[int, int, list[str]]] = []
+"""(labelled batch size, unlabelled batch size, unlabelled ids) per training step."""
+
+
+class _Consistency(augreg.Regularizer):
+    """Records the unlabelled batch of every step; its term is the mean unlabelled logit.
+
+    Cost: one extra forward pass on the unlabelled batch.
+    """
+
+    name = "test.consistency"
+    needs_unlabelled: ClassVar[bool] = True
+
+    def loss(self, ctx: StepContext) -> torch.Tensor:
+        assert ctx.unlabelled is not None
+        SEEN.append(
+            (
+                int(ctx.labels.shape[0]),
+                len(ctx.unlabelled),
+                [ex["augreg_id"] for ex in ctx.unlabelled.examples],
+            )
+        )
+        assert UNLABELLED not in ctx.inputs
+        return ctx.forward(inputs=ctx.unlabelled.inputs).logits.mean() * 0.0
+
+
+class _Plugin:
+    @augreg.hookimpl
+    def augreg_register_regularizers(self, register: augreg.Register) -> None:
+        register(_Consistency)
+
+
+def _host() -> PluginHost:
+    return PluginHost(entry_points=False, plugins={"test": _Plugin()})
+
+
+def _pipeline(model: Path, data: dict[str, Any], tmp_path: Path, **kw: Any) -> augreg.Pipeline:
+    return augreg.Pipeline(
+        model={"name": str(model), "max_length": 32},
+        data=data,
+        train={
+            "epochs": 1,
+            "batch_size": 4,
+            "learning_rate": 1e-3,
+            "seed": 3,
+            "output_dir": str(tmp_path / "runs"),
+            "progress": False,
+            "eval_strategy": "no",
+            "save_model": False,
+        },
+        host=_host(),
+        **kw,
+    )
+
+
+def _unlabelled_file(tmp_path: Path, n: int = 30) -> Path:
+    rows = [{"text": f"some unlabelled sentence number {i}", "label": i % 2} for i in range(n)]
+    return write_jsonl(tmp_path / "data" / "unlabelled.jsonl", rows)
+
+
+def test_component_without_unlabelled_data_fails_before_the_model_loads(tmp_path: Path) -> None:
+    with pytest.raises(augreg.ConfigError) as info:
+        _pipeline(
+            tmp_path / "no-model",
+            {"train": [{"text": "a", "label": 0}]},
+            tmp_path,
+            regularize=["test.consistency"],
+        )
+    text = str(info.value)
+    assert "regularize[0] test.consistency" in text
+    assert "add data.unlabelled" in text
+
+
+def test_unlabelled_data_without_a_component_is_an_error(tmp_path: Path) -> None:
+    data = {"train": [{"text": "a", "label": 0}], "unlabelled": str(_unlabelled_file(tmp_path))}
+    with pytest.raises(augreg.ConfigError) as info:
+        _pipeline(tmp_path / "no-model", data, tmp_path)
+    assert "data.unlabelled" in str(info.value) and "no component" in str(info.value)
+
+
+def test_missing_unlabelled_file_is_reported(tmp_path: Path) -> None:
+    data = {"train": [{"text": "a", "label": 0}], "unlabelled": str(tmp_path / "none.jsonl")}
+    with pytest.raises(augreg.ConfigError) as info:
+        _pipeline(tmp_path / "no-model", data, tmp_path, regularize=["test.consistency"])
+    assert "data.unlabelled" in str(info.value) and "file not found" in str(info.value)
+
+
+def test_ratio_is_validated(tmp_path: Path) -> None:
+    data = {
+        "train": [{"text": "a", "label": 0}],
+        "unlabelled": str(_unlabelled_file(tmp_path)),
+        "unlabelled_ratio": 0,
+    }
+    with pytest.raises(augreg.ConfigError) as info:
+        _pipeline(tmp_path / "no-model", data, tmp_path, regularize=["test.consistency"])
+    assert "unlabelled_ratio" in str(info.value)
+
+
+def test_loading_keeps_text_only(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    pipe = _pipeline(
+        tiny_seq_model,
+        {"train": str(sentiment_files["train"]), "unlabelled": str(_unlabelled_file(tmp_path))},
+        tmp_path,
+        regularize=["test.consistency"],
+    )
+    bundle = load_data(pipe.config)
+    assert bundle.unlabelled is not None
+    assert bundle.unlabelled.column_names == ["augreg_id", "text"]
+    assert len(bundle.unlabelled) == 30
+    assert bundle.unlabelled[0]["augreg_id"] == "unlabelled:0"
+
+
+def test_in_memory_unlabelled_data_set(tiny_seq_model: Path, tmp_path: Path) -> None:
+    texts = Dataset.from_dict({"text": ["one text", "two texts"], "other": [1, 2]})
+    pipe = _pipeline(
+        tiny_seq_model,
+        {"train": [{"text": "a b", "label": 0}, {"text": "c d", "label": 1}], "unlabelled": texts},
+        tmp_path,
+        regularize=["test.consistency"],
+    )
+    bundle = load_data(pipe.config)
+    assert bundle.unlabelled is not None and bundle.unlabelled["text"] == ["one text", "two texts"]
+
+
+def test_empty_unlabelled_set_is_an_error_naming_the_fix(
+    tiny_seq_model: Path, tmp_path: Path
+) -> None:
+    pipe = _pipeline(
+        tiny_seq_model,
+        {
+            "train": [{"text": "a b", "label": 0}, {"text": "c d", "label": 1}],
+            "unlabelled": Dataset.from_dict({"text": []}),
+        },
+        tmp_path,
+        regularize=["test.consistency"],
+    )
+    with pytest.raises(augreg.DataError) as info:
+        pipe.run()
+    assert "data.unlabelled" in str(info.value) and "has no rows" in str(info.value)
+    assert "give at least one example" in str(info.value)
+
+
+def test_empty_unlabelled_text_is_an_error(tiny_seq_model: Path, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "u.jsonl", [{"text": "fine"}, {"text": "  "}])
+    pipe = _pipeline(
+        tiny_seq_model,
+        {"train": [{"text": "a b", "label": 0}], "unlabelled": str(path)},
+        tmp_path,
+        regularize=["test.consistency"],
+    )
+    with pytest.raises(augreg.DataError, match="unlabelled:1"):
+        load_data(pipe.config)
+
+
+def _tokenize(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    enc = tiny_tokenizer()(list(batch["text"]), truncation=True, max_length=16)
+    return {**{k: list(v) for k, v in enc.items()}, "labels": list(batch["label"])}
+
+
+def _with_unlabelled(n_labelled: int, n_unlabelled: int, ratio: int, seed: int = 1) -> Any:
+    labelled = Dataset.from_dict(
+        _tokenize({"text": ["a b"] * n_labelled, "label": [0] * n_labelled})
+    )
+    unlabelled = Dataset.from_dict(
+        {
+            "augreg_id": [f"u:{i}" for i in range(n_unlabelled)],
+            "text": [f"text {i}" for i in range(n_unlabelled)],
+        }
+    )
+    return WithUnlabelled(labelled, unlabelled, _tokenize, ratio, seed)
+
+
+def test_draws_the_ratio_and_covers_the_set() -> None:
+    ds = _with_unlabelled(10, 30, 3)
+    drawn = [u["augreg_id"] for i in range(len(ds)) for u in ds[i][UNLABELLED]]
+    assert all(len(ds[i][UNLABELLED]) == 3 for i in range(len(ds)))
+    assert Counter(drawn) == Counter(f"u:{i}" for i in range(30))  # each once per epoch
+    assert "input_ids" in ds[0][UNLABELLED][0] and "labels" not in ds[0][UNLABELLED][0]
+    first = [ds.drawn(i) for i in range(10)]
+    assert first == [_with_unlabelled(10, 30, 3).drawn(i) for i in range(10)]  # same seed
+    ds.set_epoch(1)
+    assert [ds.drawn(i) for i in range(10)] != first  # a new draw each epoch
+    assert [_with_unlabelled(10, 30, 3, seed=2).drawn(i) for i in range(10)] != first
+
+
+def test_small_unlabelled_set_wraps_around() -> None:
+    ds = _with_unlabelled(10, 4, 2)
+    drawn = Counter(u["augreg_id"] for i in range(len(ds)) for u in ds[i][UNLABELLED])
+    assert sum(drawn.values()) == 20 and set(drawn.values()) == {5}
+
+
+def test_collator_pads_the_unlabelled_part_apart() -> None:
+    from transformers import DataCollatorWithPadding
+
+    ds = _with_unlabelled(3, 9, 2)
+    batch = UnlabelledCollator(DataCollatorWithPadding(tiny_tokenizer()))([ds[0], ds[1]])
+    assert batch["input_ids"].shape[0] == 2 and batch["labels"].shape == (2,)
+    part = batch[UNLABELLED]
+    assert part["inputs"]["input_ids"].shape[0] == 4 and "labels" not in part["inputs"]
+    assert [ex["augreg_id"] for ex in part["examples"]] == [
+        u["augreg_id"] for i in (0, 1) for u in ds[i][UNLABELLED]
+    ]
+
+
+def test_step_context_takes_the_unlabelled_part_out_of_the_model_inputs() -> None:
+    tok = tiny_tokenizer()
+    batch = make_batch("sequence_classification", tok, [{"text": "good", "label": 1}])
+    plain = StepContext(tiny_model("sequence_classification"), batch)
+    assert plain.unlabelled is None
+    inputs = dict(tok(["x y", "z"], padding=True, return_tensors="pt"))
+    batch[UNLABELLED] = {"inputs": inputs, "examples": [{"augreg_id": "u:0", "text": "x y"}]}
+    ctx = StepContext(tiny_model("sequence_classification"), batch)
+    assert ctx.unlabelled is not None and len(ctx.unlabelled) == 2
+    assert UNLABELLED not in ctx.inputs
+    assert ctx.logits.shape[0] == 1
+
+
+def test_trainer_draws_the_configured_ratio(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    SEEN.clear()
+    pipe = _pipeline(
+        tiny_seq_model,
+        {
+            "train": str(sentiment_files["train"]),
+            "unlabelled": str(_unlabelled_file(tmp_path, 50)),
+            "unlabelled_ratio": 3,
+        },
+        tmp_path,
+        regularize=["test.consistency"],
+    )
+    result = pipe.run()
+    assert result.train["unlabelled_examples"] == 50
+    assert result.train["steps"] == 10  # 40 labelled examples in batches of 4
+    assert [(n, u) for n, u, _ in SEEN] == [(4, 12)] * 10
+    drawn = Counter(i for _, _, step in SEEN for i in step)
+    assert len(drawn) == 50 and set(drawn.values()) == {2, 3}  # 120 draws over 50 texts
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["train"]["unlabelled_ratio"] == 3
