@@ -60,13 +60,15 @@ def _host() -> PluginHost:
     return PluginHost(entry_points=False, plugins={"test": _Plugin()})
 
 
-def _pipeline(model: Path, data: dict[str, Any], tmp_path: Path, **kw: Any) -> augreg.Pipeline:
+def _pipeline(
+    model: Path, data: dict[str, Any], tmp_path: Path, batch_size: int = 4, **kw: Any
+) -> augreg.Pipeline:
     return augreg.Pipeline(
         model={"name": str(model), "max_length": 32},
         data=data,
         train={
             "epochs": 1,
-            "batch_size": 4,
+            "batch_size": batch_size,
             "learning_rate": 1e-3,
             "seed": 3,
             "output_dir": str(tmp_path / "runs"),
@@ -265,3 +267,45 @@ def test_trainer_draws_the_configured_ratio(
     assert len(drawn) == 50 and set(drawn.values()) == {2, 3}  # 120 draws over 50 texts
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert metrics["train"]["unlabelled_ratio"] == 3
+
+
+def test_token_classification_draws_unlabelled_token_lists(
+    tiny_tok_model: Path, ner_files: dict[str, Path], tmp_path: Path
+) -> None:
+    SEEN.clear()
+    unlabelled = write_jsonl(
+        tmp_path / "ner" / "unlabelled.jsonl",
+        [
+            {"tokens": ["Anna", "visited", "Rome", str(i)], "ner_tags": ["B-X"] * 4}
+            for i in range(12)
+        ],
+    )
+    pipe = _pipeline(
+        tiny_tok_model,
+        {"train": str(ner_files["train"]), "unlabelled": str(unlabelled)},
+        tmp_path,
+        batch_size=8,
+        regularize=["test.consistency"],
+        task="token_classification",
+    )
+    bundle = load_data(pipe.config)
+    assert bundle.unlabelled is not None
+    assert bundle.unlabelled.column_names == ["augreg_id", "tokens"]  # tags ignored
+    result = pipe.run()
+    assert result.train["unlabelled_examples"] == 12
+    assert [(n, u) for n, u, _ in SEEN] == [(8, 24), (8, 24)]
+
+
+def test_empty_token_list_in_unlabelled_data_is_an_error(
+    tiny_tok_model: Path, ner_files: dict[str, Path], tmp_path: Path
+) -> None:
+    unlabelled = write_jsonl(tmp_path / "u.jsonl", [{"tokens": ["a"]}, {"tokens": []}])
+    pipe = _pipeline(
+        tiny_tok_model,
+        {"train": str(ner_files["train"]), "unlabelled": str(unlabelled)},
+        tmp_path,
+        regularize=["test.consistency"],
+        task="token_classification",
+    )
+    with pytest.raises(augreg.DataError, match="unlabelled:1"):
+        load_data(pipe.config)

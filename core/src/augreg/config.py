@@ -536,13 +536,6 @@ def _check_unlabelled(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:
             if found is not None and getattr(found.cls, "needs_unlabelled", False):
                 users.append((f"{section}[{i}]", spec.name, found.origin))
     given = cfg.data.unlabelled is not None
-    if given and cfg.task.type != "sequence_classification":
-        return [
-            Problem(
-                "data.unlabelled",
-                f"is supported for sequence_classification only, not {cfg.task.type}; remove it",
-            )
-        ]
     if users and not given:
         return [
             Problem(

@@ -36,8 +36,8 @@ class UnlabelledBatch:
 
     Attributes:
         inputs: Their model inputs, padded tensors on the batch's device, no labels.
-        examples: Their raw examples, in the same order: ``augreg_id`` and ``text`` (after
-            the knowledge injectors), for writing augmented views.
+        examples: Their raw examples, in the same order: ``augreg_id`` and ``text`` (token
+            classification: ``tokens``), after the knowledge injectors, for writing views.
     """
 
     inputs: dict[str, Any]

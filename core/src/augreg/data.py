@@ -42,7 +42,14 @@ import datasets
 import torch.utils.data
 from datasets import ClassLabel, Dataset, Features, List, Value
 
-from augreg.components import Augmenter, Component, Example, KnowledgeInjector, SetupContext
+from augreg.components import (
+    IGNORE_TAG,
+    Augmenter,
+    Component,
+    Example,
+    KnowledgeInjector,
+    SetupContext,
+)
 from augreg.config import PipelineConfig, SourceConfig
 from augreg.context import UNLABELLED
 from augreg.errors import DataError
@@ -98,7 +105,7 @@ class DataBundle:
     skipped: dict[str, list[str]] = field(default_factory=dict)
     """Ids of rows skipped per split (only with ``data.empty_rows = "skip"``)."""
     unlabelled: Dataset | None = None
-    """Unlabelled text (``data.unlabelled``): columns ``augreg_id`` and ``text`` only."""
+    """Unlabelled text (``data.unlabelled``): ``augreg_id`` and ``text`` (or ``tokens``)."""
 
 
 def cache_root(cfg: PipelineConfig) -> Path:
@@ -762,47 +769,60 @@ def load_data(cfg: PipelineConfig) -> DataBundle:
 def _load_unlabelled(
     cfg: PipelineConfig, src: SourceConfig, cache: Path
 ) -> tuple[Dataset, list[str]]:
-    """The ``data.unlabelled`` set as ``augreg_id`` + ``text``; any label column is ignored.
+    """The ``data.unlabelled`` set: ``augreg_id`` plus ``text`` (sequence classification) or
+    ``tokens`` (token classification); label and tag columns are ignored.
 
     Returns the data set and the ids of rows skipped for empty text (``data.empty_rows``).
 
     Raises:
-        DataError: unreadable source, no text column, no rows, or empty texts.
+        DataError: unreadable source, no text (tokens) column, no rows, or empty texts.
     """
     where = "data.unlabelled"
     ds, desc = _load_source(cfg, src, "train", where, cache)
     roles = _columns(cfg, ds.column_names)
-    col = roles["text"]
+    token = cfg.task.type == "token_classification"
+    role = "tokens" if token else "text"
+    col = roles[role]
     fix = (
         "consistency components train on this text: give at least one example "
-        '({"text": ...} per line), or remove them and data.unlabelled'
+        f'({{"{role}": ...}} per line), or remove them and data.unlabelled'
     )
     if col not in ds.column_names:
         raise DataError(
-            f"augreg: {desc}: no column {col!r} for the text. Columns present: "
-            f"{list(ds.column_names)}. Map the file's column with data.columns.text."
+            f"augreg: {desc}: no column {col!r} for the {role}. Columns present: "
+            f"{list(ds.column_names)}. Map the file's column with data.columns.{role}."
         )
     if len(ds) == 0:
         raise DataError(f"augreg: {desc} has no rows; {fix}.")
-    texts = ds[col]
+    values = ds[col]
     if "id" in roles and roles["id"] in ds.column_names:
         ids = [f"unlabelled:{x}" for x in ds[roles["id"]]]
     else:
         ids = [f"unlabelled:{i}" for i in range(len(ds))]
-    bad = [ids[i] for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+
+    def usable(v: Any) -> bool:
+        if token:
+            return (
+                isinstance(v, list) and bool(v) and all(isinstance(t, str) and t.strip() for t in v)
+            )
+        return isinstance(v, str) and bool(v.strip())
+
+    bad = [ids[i] for i, v in enumerate(values) if not usable(v)]
     if bad and cfg.data.empty_rows != "skip":
+        what = "tokens (an empty list, or an empty or non-string token)" if token else "text"
         raise DataError(
-            f"augreg: {desc}: empty, missing or non-string text (column {col!r}) in "
-            f"{_ids_text(bad)}. Remove those rows, fill in their text, or set "
+            f"augreg: {desc}: empty, missing or non-string {what} (column {col!r}) in "
+            f"{_ids_text(bad)}. Remove those rows, fill them in, or set "
             'data.empty_rows = "skip".'
         )
     drop = set(bad)
     keep = [i for i, x in enumerate(ids) if x not in drop]
     if not keep:
-        raise DataError(f"augreg: {desc} has no row with text; {fix}.")
+        raise DataError(f"augreg: {desc} has no usable row; {fix}.")
+    kind = List(Value("string")) if token else Value("string")
     out = Dataset.from_dict(
-        {ID: [ids[i] for i in keep], "text": [texts[i] for i in keep]},
-        features=Features({ID: Value("string"), "text": Value("string")}),
+        {ID: [ids[i] for i in keep], role: [values[i] for i in keep]},
+        features=Features({ID: Value("string"), role: kind}),
     )
     return out, bad
 
@@ -1372,12 +1392,14 @@ class WithUnlabelled(torch.utils.data.Dataset[dict[str, Any]]):
     unlabelled set seeded by (seed, epoch): over an epoch every unlabelled example is drawn
     about ``len(labelled) * ratio / len(unlabelled)`` times, the draw depends only on the seed
     and the epoch, and the same injectors and tokenizer as the labelled data apply. Each
-    unlabelled item is its raw example (``augreg_id``, ``text``) plus its tokenization
-    (``input_ids`` ...), so a component can write augmented views of the text.
+    unlabelled item is its raw example (``augreg_id`` and ``text``, or ``tokens`` for token
+    classification) plus its tokenization (``input_ids`` ...), so a component can write
+    augmented views of the text.
 
     Args:
         labelled: The training items (an encoded data set or a :class:`PerEpochDataset`).
-        unlabelled: Unlabelled examples (``augreg_id``, ``text``), after the injectors.
+        unlabelled: Unlabelled examples (``augreg_id`` and ``text`` or ``tokens``), after the
+            injectors.
         tokenize: The pipeline's batched tokenize function.
         ratio: Unlabelled examples per labelled one (``data.unlabelled_ratio``).
         seed: The pipeline seed.
@@ -1432,14 +1454,24 @@ class WithUnlabelled(torch.utils.data.Dataset[dict[str, Any]]):
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = dict(self.labelled[index])
         rows = self.unlabelled[self.drawn(index)]
-        # A placeholder label: the task's tokenize expects one; it is dropped right after.
-        enc = self.tokenize({**rows, "label": [0] * len(rows["text"])})
+        # Placeholder labels: the task's tokenize expects them; they are dropped right after.
+        placeholder: dict[str, list[Any]]
+        if "tokens" in rows:
+            role = "tokens"
+            placeholder = {"tags": [[IGNORE_TAG] * len(t) for t in rows["tokens"]]}
+        else:
+            role = "text"
+            placeholder = {"label": [0] * len(rows["text"])}
+        enc = self.tokenize({**rows, **placeholder})
         enc.pop("labels", None)
         item[UNLABELLED] = [
-            {ID: rid, "text": text, **{k: v[j] for k, v in enc.items()}}
-            for j, (rid, text) in enumerate(zip(rows[ID], rows["text"], strict=True))
+            {ID: rid, role: value, **{k: v[j] for k, v in enc.items()}}
+            for j, (rid, value) in enumerate(zip(rows[ID], rows[role], strict=True))
         ]
         return item
+
+
+_RAW = (ID, "text", "tokens")
 
 
 class UnlabelledCollator:
@@ -1447,7 +1479,7 @@ class UnlabelledCollator:
 
     The labelled part is collated by ``base`` as before; the unlabelled examples of all items
     are collated by ``base`` too (without labels) and put under :data:`UNLABELLED` as
-    ``{"inputs": <padded tensors>, "examples": [{"augreg_id", "text"}, ...]}``.
+    ``{"inputs": <padded tensors>, "examples": [{"augreg_id", "text" or "tokens"}, ...]}``.
     """
 
     def __init__(self, base: Any) -> None:
@@ -1457,7 +1489,7 @@ class UnlabelledCollator:
         extra = [u for f in features for u in f.get(UNLABELLED, ())]
         batch = self.base([{k: v for k, v in f.items() if k != UNLABELLED} for f in features])
         if extra:
-            raw = [{ID: u[ID], "text": u["text"]} for u in extra]
-            encoded = [{k: v for k, v in u.items() if k not in (ID, "text")} for u in extra]
+            raw = [{k: v for k, v in u.items() if k in _RAW} for u in extra]
+            encoded = [{k: v for k, v in u.items() if k not in _RAW} for u in extra]
             batch[UNLABELLED] = {"inputs": dict(self.base(encoded)), "examples": raw}
         return batch

@@ -109,3 +109,46 @@ def test_config_without_unlabelled_data_fails_before_the_model_loads(tmp_path: P
         augreg.Pipeline.from_config(path)
     assert "regularize[0] consistency.uda" in str(info.value)
     assert "add data.unlabelled" in str(info.value)
+
+
+def test_token_classification_pipeline_trains_with_per_word_pseudo_labels(
+    tmp_path: Path,
+) -> None:
+    from augreg.testing import save_tiny_model
+
+    rows = [
+        {"tokens": ["John", "lives", "in", "Paris"], "tags": ["B-PER", "O", "O", "B-LOC"]},
+        {"tokens": ["Mary", "met", "Anna"], "tags": ["B-PER", "O", "B-PER"]},
+    ]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 4))
+    texts = [{"tokens": ["Anna", "lives", "in", "Rome"]}, {"tokens": ["Paul", "met", "John"]}]
+    (data / "unlabelled.jsonl").write_text("".join(json.dumps(r) + "\n" for r in texts * 3))
+    model = save_tiny_model(tmp_path / "tok", "token_classification", 5)
+    pipe = augreg.Pipeline(
+        model={"name": str(model), "max_length": 32},
+        task="token_classification",
+        data={
+            "train": str(data / "train.jsonl"),
+            "test": str(data / "train.jsonl"),
+            "unlabelled": str(data / "unlabelled.jsonl"),
+        },
+        regularize=[
+            {"name": "consistency.self_training", "augmenter": "eda.keyboard", "threshold": 0.0}
+        ],
+        train={
+            "epochs": 1,
+            "batch_size": 4,
+            "seed": 3,
+            "logging_steps": 1,
+            "output_dir": str(tmp_path / "runs"),
+            "progress": False,
+            "eval_strategy": "no",
+            "save_model": False,
+        },
+    )
+    result = pipe.run()
+    assert "f1" in result.metrics["test"]
+    parts = _parts(result.run_dir, "consistency.self_training")
+    assert len(parts) == 2 and all(p > 0 and math.isfinite(p) for p in parts)

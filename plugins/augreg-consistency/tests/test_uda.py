@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -136,11 +135,15 @@ def test_augmenter_is_checked_with_the_options() -> None:
         Uda(threshold=1.0)
 
 
-def test_token_classification_is_refused_before_the_model_loads(tmp_path: Path) -> None:
-    with pytest.raises(augreg.ConfigError, match="does not support token_classification"):
-        augreg.Pipeline(
-            model=str(tmp_path / "none"),
-            task="token_classification",
-            data={"train": [{"tokens": ["a"], "tags": ["O"]}], "unlabelled": [{"text": "a"}]},
-            regularize=["consistency.uda"],
-        )
+def test_an_augmenter_that_may_change_labels_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from augreg_eda.eda import RandomSwap
+
+    monkeypatch.setattr(RandomSwap, "changes_labels", True)
+    with pytest.raises(augreg.OptionsError, match="may change labels"):
+        Uda(augmenter="eda.random_swap")
+
+
+def test_an_augmenter_without_the_task_is_refused_at_setup(setup_ctx: SetupContext) -> None:
+    uda = Uda(augmenter="eda.mention_replacement")  # token classification only
+    with pytest.raises(augreg.AugregError, match="does not support sequence_classification"):
+        uda.setup(setup_ctx)

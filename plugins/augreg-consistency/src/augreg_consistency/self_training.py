@@ -72,6 +72,10 @@ class SelfTraining(ConsistencyRegularizer):
     kept examples and divided by the number of unlabelled examples (as in FixMatch), times the
     warm-up ramp.
 
+    Token classification: per-token pseudo-labels with the same thresholds and balancing, one
+    per word found in both the text and its view
+    (:func:`augreg_consistency.base.align_words`); FlexMatch counts words.
+
     Balancing (``balance``), so one class does not take over the pseudo-labels:
 
     * ``"flexmatch"`` (default): per-class thresholds ``M(beta_c) * threshold`` (Zhang et al.
@@ -131,29 +135,27 @@ class SelfTraining(ConsistencyRegularizer):
     def setup(self, ctx: SetupContext) -> None:
         """As the base, and keep the labelled class distribution (distribution alignment)."""
         super().setup(ctx)
-        n = len(ctx.labels)
-        counts = [0] * n
+        names = list(ctx.labels)
+        index = {name: i for i, name in enumerate(names)}
+        counts = [0] * len(names)
         for ex in ctx.train_examples or ():
             label = ex.get("label")
-            if isinstance(label, int) and 0 <= label < n:
+            if isinstance(label, int) and 0 <= label < len(names):
                 counts[label] += 1
+            for tag in ex.get("tags", ()):  # token classification: words per tag
+                if tag in index:
+                    counts[index[tag]] += 1
         total = sum(counts)
         self._prior = [c / total for c in counts] if total else None
 
     def loss(self, ctx: StepContext) -> torch.Tensor:
         """The masked pseudo-label cross-entropy of this step (unweighted, times the ramp)."""
-        import torch
         import torch.nn.functional as F
 
-        inputs, examples = self.unlabelled_batch(ctx)
-        device = inputs["input_ids"].device
-        teacher = self._teacher(ctx)
-        with torch.no_grad():
-            weak = ctx.forward(inputs=inputs, dropout=False, model=teacher).logits.float()
-        pseudo, mask = self.pseudo_labels(ctx, weak, [str(ex["augreg_id"]) for ex in examples])
-        strong = ctx.forward(inputs=self.views(ctx, examples, device)).logits.float()
+        weak, strong, ids = self.paired_logits(ctx, self._teacher(ctx))
+        pseudo, mask = self.pseudo_labels(ctx, weak, ids)
         ce = F.cross_entropy(strong, pseudo, reduction="none")
-        return (ce * mask).sum() / max(len(examples), 1) * self.ramp(ctx)
+        return (ce * mask).sum() / max(int(mask.numel()), 1) * self.ramp(ctx)
 
     def pseudo_labels(
         self, ctx: StepContext, logits: torch.Tensor, ids: list[str]
@@ -167,6 +169,10 @@ class SelfTraining(ConsistencyRegularizer):
 
         opts = self.options
         state = ctx.state.setdefault(self.name, {})
+        if logits.shape[0] == 0:  # no word of the batch survived in its view
+            state["mask_rate"] = 0.0
+            empty = torch.zeros(0, device=logits.device)
+            return empty.long(), empty
         probs = torch.softmax(logits.detach().float(), dim=-1)
         classes = probs.shape[-1]
         if opts.balance == "distribution_alignment":
@@ -196,7 +202,7 @@ class SelfTraining(ConsistencyRegularizer):
         else:
             thresholds = torch.full_like(confidence, opts.threshold)
         mask = (confidence >= thresholds).float()
-        state["mask_rate"] = float(mask.mean())
+        state["mask_rate"] = float(mask.mean()) if mask.numel() else 0.0
         return pseudo, mask
 
     def _teacher(self, ctx: StepContext) -> nn.Module:

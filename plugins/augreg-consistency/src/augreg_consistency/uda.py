@@ -29,6 +29,11 @@ class Uda(ConsistencyRegularizer):
     ``threshold`` are masked out. The term is ``sum(mask * KL(target || p(view))) / n`` over
     the ``n`` unlabelled examples (the paper's normalisation: few confident examples give a
     small term), times the warm-up ramp. Gradients flow through the view's pass only.
+
+    Token classification: the same per word, for the words found in both the text and its
+    view (kept or substituted one for one, :func:`augreg_consistency.base.align_words`);
+    ``n`` is the number of such words. Any augmenter that supports token classification and
+    keeps labels can write the views; words it inserts or deletes get no term.
     The view is written per step by the ``augmenter`` (see :mod:`augreg_consistency.base`).
     Use it with ``consistency.tsa`` as the labelled loss for the paper's training-signal
     annealing. Per-step figures (mask rate) are kept in ``ctx.state["consistency.uda"]``.
@@ -69,17 +74,13 @@ class Uda(ConsistencyRegularizer):
         """The masked KL term of this step (unweighted, times the warm-up ramp)."""
         import torch
 
-        inputs, examples = self.unlabelled_batch(ctx)
-        device = inputs["input_ids"].device
-        with torch.no_grad():
-            clean = ctx.forward(inputs=inputs, dropout=False).logits.float()
+        clean, view_logits, _ = self.paired_logits(ctx)
         target, mask = self.target(clean)
-        view_logits = ctx.forward(inputs=self.views(ctx, examples, device)).logits.float()
         log_q = torch.log_softmax(view_logits, dim=-1)
         kl = (target * (torch.log(target.clamp_min(1e-12)) - log_q)).sum(-1)
         stats = ctx.state.setdefault(self.name, {})
-        stats["mask_rate"] = float(mask.mean())
-        return (kl * mask).sum() / max(len(examples), 1) * self.ramp(ctx)
+        stats["mask_rate"] = float(mask.mean()) if mask.numel() else 0.0
+        return (kl * mask).sum() / max(int(mask.numel()), 1) * self.ramp(ctx)
 
     def target(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sharpened target distribution and confidence mask (1 kept, 0 masked), detached."""
