@@ -36,6 +36,7 @@ class _Consistency(augreg.Regularizer):
 
     name = "test.consistency"
     needs_unlabelled: ClassVar[bool] = True
+    extra_passes: ClassVar[float] = 1.0
 
     def loss(self, ctx: StepContext) -> torch.Tensor:
         assert ctx.unlabelled is not None
@@ -267,6 +268,7 @@ def test_trainer_draws_the_configured_ratio(
     assert len(drawn) == 50 and set(drawn.values()) == {2, 3}  # 120 draws over 50 texts
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert metrics["train"]["unlabelled_ratio"] == 3
+    assert metrics["train"]["extra_passes"] == 3.0  # one pass per labelled-sized batch x 3
 
 
 def test_token_classification_draws_unlabelled_token_lists(

@@ -14,7 +14,8 @@ never found by branching on class names:
   pipeline with such a component needs ``data.unlabelled`` (checked before any model
   loads); the Trainer then draws ``data.unlabelled_ratio`` unlabelled examples per labelled
   one into every training batch, and the component reads them from ``ctx.unlabelled``
-  (:class:`augreg.context.UnlabelledBatch`).
+  (:class:`augreg.context.UnlabelledBatch`). Its ``extra_passes`` counts passes over an
+  unlabelled batch as large as the labelled one; the run report multiplies them by the ratio.
 * ``needs_model`` (augmenters): the augmenter writes its views against the model being
   trained (adversarial examples). The core hands it the model through
   :meth:`Augmenter.use_model` at the start of the epochs :meth:`Augmenter.refresh_epoch`

@@ -474,7 +474,15 @@ class Pipeline:
             "trainable_parameters": trainable,
             "total_parameters": total,
             "trainable_share": round(trainable / max(total, 1), 6),
-            "extra_passes": sum(c.extra_passes for c in self.all_components()),
+            # A component on unlabelled data declares passes over a batch as large as the
+            # labelled one; the unlabelled batch is unlabelled_ratio times larger.
+            "extra_passes": round(
+                sum(
+                    c.extra_passes * (cfg.data.unlabelled_ratio if c.needs_unlabelled else 1)
+                    for c in self.all_components()
+                ),
+                4,
+            ),
             "data_report": getattr(stage, "report", {}),
             "skipped_rows": bundle.skipped,
         }

@@ -77,7 +77,7 @@ def test_trains_and_evaluates_from_a_toml_config(
     assert 0.0 <= result.metrics["test"]["accuracy"] <= 1.0
     assert result.train["unlabelled_examples"] == 24 and result.train["unlabelled_ratio"] == 2
     assert result.train["steps"] == 8  # 16 labelled examples, batches of 4, 2 epochs
-    assert result.train["extra_passes"] == 2.0
+    assert result.train["extra_passes"] == pytest.approx(2 * 1.33)  # per unlabelled batch x ratio
     parts = _parts(result.run_dir, name)
     assert len(parts) == 8 and all(math.isfinite(p) for p in parts)
     assert all(math.isfinite(p) for p in _parts(result.run_dir, "consistency.tsa"))

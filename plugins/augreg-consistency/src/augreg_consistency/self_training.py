@@ -98,7 +98,10 @@ class SelfTraining(ConsistencyRegularizer):
         "Sohn et al. 2020, FixMatch: Simplifying Semi-Supervised Learning with Consistency "
         "and Confidence; Zhang et al. 2021, FlexMatch"
     )
-    extra_passes: ClassVar[float] = 2.0
+    # A forward without backward (1/3 of a training pass) and a trained pass (forward and
+    # backward), per unlabelled batch as large as the labelled one (the run report multiplies
+    # by data.unlabelled_ratio).
+    extra_passes: ClassVar[float] = 1.33
 
     class Options(ConsistencyRegularizer.Options):
         threshold: float = Field(
