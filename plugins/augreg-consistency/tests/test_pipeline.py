@@ -152,3 +152,16 @@ def test_token_classification_pipeline_trains_with_per_word_pseudo_labels(
     assert "f1" in result.metrics["test"]
     parts = _parts(result.run_dir, "consistency.self_training")
     assert len(parts) == 2 and all(p > 0 and math.isfinite(p) for p in parts)
+
+
+@pytest.mark.parametrize("content", ["", '{"text": "   "}\n'], ids=["empty-file", "empty-text"])
+def test_an_empty_unlabelled_set_is_an_error_not_a_no_op(
+    content: str, tiny_folder: Path, data_files: dict[str, Path]
+) -> None:
+    data_files["unlabelled"].write_text(content)
+    folder = data_files["train"].parent.parent
+    pipe = augreg.Pipeline.from_config(_config(folder, tiny_folder, UDA))
+    with pytest.raises(augreg.DataError) as info:
+        pipe.run()
+    assert "data.unlabelled" in str(info.value)
+    assert not list((folder / "runs").rglob("metrics.json"))  # nothing was trained
