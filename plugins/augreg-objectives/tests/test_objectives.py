@@ -220,3 +220,46 @@ def test_mlm_without_a_mask_token_says_what_to_do() -> None:
     model = tiny_model("sequence_classification", 2, seed=3)
     with pytest.raises(AugregError, match=r"mask token.*remove objectives\.mlm"):
         mlm.prepare_model(model, tok)
+
+
+def test_mlm_scores_the_chosen_positions_only_and_equals_the_full_head() -> None:
+    mlm = _setup(MaskedLM())
+    model = mlm.prepare_model(tiny_model("sequence_classification", 2, seed=3), tiny_tokenizer())
+    model.eval()  # no dropout: both passes see the same encoder; _loss does not check mode
+    ctx = StepContext(model, _batch(), step=3)
+    masked, labels = mlm._mask(ctx)
+    assert 0 < int((labels != -100).sum()) < labels.numel()
+    decoder = mlm._mlm.get_output_embeddings()
+    rows: list[int] = []  # positions the vocabulary projection scored, per pass
+    handle = decoder.register_forward_hook(lambda _m, _a, out: rows.append(out.shape[:-1].numel()))
+    losses, grads = [], []
+    params = [p for p in model.parameters() if p.requires_grad]
+    for sparse in (True, False):
+        model.zero_grad()
+        loss = mlm._loss(ctx, masked, labels, sparse=sparse)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append([p.grad.clone() if p.grad is not None else None for p in params])
+    handle.remove()
+    assert rows == [int((labels != -100).sum()), labels.numel()]
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+    for sparse_grad, full_grad in zip(*grads, strict=True):
+        assert (sparse_grad is None) == (full_grad is None)
+        if full_grad is not None:
+            torch.testing.assert_close(sparse_grad, full_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_mlm_on_a_batch_of_special_tokens_only_is_zero() -> None:
+    mlm = _setup(MaskedLM())
+    tok = tiny_tokenizer()
+    model = mlm.prepare_model(tiny_model("sequence_classification", 2, seed=3), tok)
+    model.train()
+    batch = _batch()
+    ids = batch["input_ids"]
+    batch["input_ids"] = torch.full_like(ids, tok.pad_token_id)
+    batch["input_ids"][:, 0] = tok.cls_token_id
+    batch["input_ids"][:, 1] = tok.sep_token_id
+    batch["attention_mask"] = torch.zeros_like(ids)
+    batch["attention_mask"][:, :2] = 1
+    loss = mlm.loss(StepContext(model, batch, step=1))
+    assert float(loss) == 0.0 and torch.isfinite(loss)

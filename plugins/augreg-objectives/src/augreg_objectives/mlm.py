@@ -3,7 +3,13 @@
 Why by hand: ``transformers.DataCollatorForLanguageModeling`` masks in the data loader, where
 the classification labels live in the same batch; here the masked copy is made inside the
 step from the batch the classifier sees, with its own seeded generator (no global random
-state), and the classifier's inputs stay unmasked.
+state), and the classifier's inputs stay unmasked. And the masked-LM heads of ``transformers``
+(``BertForMaskedLM`` and the rest) project every position of the batch onto the whole
+vocabulary, though only the ~15% chosen positions carry a label: here the encoder's output is
+cut down to the chosen positions before the head runs (:class:`_ChosenOnly`), so the head's
+transform, the vocabulary projection and the cross-entropy see those positions only. The loss
+is the same number (the head works position by position, and the cross-entropy of
+``transformers`` averages over the labelled positions only).
 """
 
 from __future__ import annotations
@@ -49,6 +55,26 @@ class _Shared:
             object.__setattr__(module, attr, param.view_as(param))
 
 
+class _ChosenOnly:
+    """Forward hook on the shared encoder: keep the hidden states of the chosen positions only.
+
+    Set for the masked-LM forward alone: the head then sees ``(1, n_chosen, hidden)`` instead
+    of ``(batch, length, hidden)`` and the loss the labels of those positions. Reusing the
+    model's own forward (rather than calling its head by name) keeps every architecture's head
+    and loss as ``transformers`` wrote them.
+    """
+
+    def __init__(self, chosen: torch.Tensor) -> None:
+        self.chosen = chosen  # (batch, length) bool
+
+    def __call__(self, _module: Any, _args: Any, output: Any) -> Any:
+        hidden = output[0][self.chosen].unsqueeze(0)
+        if isinstance(output, tuple):
+            return (hidden, *output[1:])
+        output.last_hidden_state = hidden
+        return output
+
+
 class MaskedLM(augreg.Objective):
     """Auxiliary masked-LM loss: dynamic masking, 15% of tokens with the 80/10/10 rule.
 
@@ -63,8 +89,8 @@ class MaskedLM(augreg.Objective):
     optimizer is built, so it is trained and saved with the model (and ignored when the
     classifier is loaded for inference). In evaluation it returns 0 (no extra pass).
 
-    Cost: one extra forward and backward pass per training step, plus the vocabulary
-    projection of the masked tokens.
+    Cost: one extra forward and backward pass of the encoder per training step; the head and
+    its vocabulary projection run on the chosen tokens only (~15% of the positions).
 
     Raises (on first use): :class:`augreg.AugregError` when the tokenizer has no mask token or
     the architecture has no masked-LM head in ``transformers``.
@@ -251,9 +277,27 @@ class MaskedLM(augreg.Objective):
             # prepare_model): a head made after the optimizer is not trained by it
             self.prepare_model(ctx.model, self._tokenizer)
         masked, labels = self._mask(ctx)
-        inputs = {"input_ids": masked, "labels": labels}
+        if not bool((labels != -100).any()):  # only special tokens and padding: nothing to do
+            return torch.zeros((), device=ctx.labels.device)
+        return self._loss(ctx, masked, labels)
+
+    def _loss(
+        self, ctx: StepContext, masked: torch.Tensor, labels: torch.Tensor, *, sparse: bool = True
+    ) -> torch.Tensor:
+        """The masked-LM loss of ``masked``; ``sparse=False``: the head on every position."""
+        inputs = {"input_ids": masked}
         for key in ("attention_mask", "token_type_ids"):
             if key in ctx.inputs:
                 inputs[key] = ctx.inputs[key]
-        out = self._mlm(**inputs)
+        if not sparse:
+            return self._mlm(**inputs, labels=labels).loss.float()  # type: ignore[no-any-return]
+        # By hand: transformers' masked-LM heads score every position against the whole
+        # vocabulary; only the chosen (~15%) carry a label, so the head sees those alone.
+        chosen = labels != -100
+        encoder = getattr(self._mlm, self._mlm.base_model_prefix)
+        handle = encoder.register_forward_hook(_ChosenOnly(chosen))
+        try:
+            out = self._mlm(**inputs, labels=labels[chosen].unsqueeze(0))
+        finally:
+            handle.remove()
         return out.loss.float()  # type: ignore[no-any-return]
