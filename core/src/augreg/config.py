@@ -541,8 +541,8 @@ def _check_unlabelled(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:
             Problem(
                 where,
                 "trains on unlabelled text, and the pipeline has none; add data.unlabelled "
-                '(e.g. unlabelled = "unlabelled.jsonl", one {"text": ...} per line) or '
-                "remove the component",
+                '(e.g. unlabelled = "unlabelled.jsonl", one {"text": ...} per line, or '
+                '{"tokens": [...]} for token classification) or remove the component',
                 component=name,
                 origin=origin,
             )

@@ -778,15 +778,19 @@ def _load_unlabelled(
         DataError: unreadable source, no text (tokens) column, no rows, or empty texts.
     """
     where = "data.unlabelled"
-    ds, desc = _load_source(cfg, src, "train", where, cache)
-    roles = _columns(cfg, ds.column_names)
     token = cfg.task.type == "token_classification"
     role = "tokens" if token else "text"
-    col = roles[role]
     fix = (
         "consistency components train on this text: give at least one example "
         f'({{"{role}": ...}} per line), or remove them and data.unlabelled'
     )
+    if src.path is not None:  # an empty file: say what the set is for, not just "empty"
+        path = cfg.resolve_path(src.path)
+        if path.is_file() and path.stat().st_size < 1 << 16 and not path.read_bytes().strip():
+            raise DataError(f"augreg: {where} ({path}) has no rows; {fix}.")
+    ds, desc = _load_source(cfg, src, "train", where, cache)
+    roles = _columns(cfg, ds.column_names)
+    col = roles[role]
     if col not in ds.column_names:
         raise DataError(
             f"augreg: {desc}: no column {col!r} for the {role}. Columns present: "

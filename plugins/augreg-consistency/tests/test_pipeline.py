@@ -154,9 +154,13 @@ def test_token_classification_pipeline_trains_with_per_word_pseudo_labels(
     assert len(parts) == 2 and all(p > 0 and math.isfinite(p) for p in parts)
 
 
-@pytest.mark.parametrize("content", ["", '{"text": "   "}\n'], ids=["empty-file", "empty-text"])
+@pytest.mark.parametrize(
+    ("content", "fix"),
+    [("", "consistency components train on this text"), ('{"text": "   "}\n', "empty_rows")],
+    ids=["empty-file", "empty-text"],
+)
 def test_an_empty_unlabelled_set_is_an_error_not_a_no_op(
-    content: str, tiny_folder: Path, data_files: dict[str, Path]
+    content: str, fix: str, tiny_folder: Path, data_files: dict[str, Path]
 ) -> None:
     data_files["unlabelled"].write_text(content)
     folder = data_files["train"].parent.parent
@@ -164,4 +168,5 @@ def test_an_empty_unlabelled_set_is_an_error_not_a_no_op(
     with pytest.raises(augreg.DataError) as info:
         pipe.run()
     assert "data.unlabelled" in str(info.value)
+    assert fix in str(info.value)
     assert not list((folder / "runs").rglob("metrics.json"))  # nothing was trained
