@@ -41,7 +41,10 @@ STUDIES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
             "none": {},
             "fgm": {"regularize": [{"name": "adversarial.fgm"}]},
             "pgd": {"regularize": [{"name": "adversarial.pgd"}]},
-            "freelb": {"regularize": [{"name": "adversarial.freelb"}]},
+            # Measured with the step's clean pass kept (the only form before FreeLB learned to
+            # replace it); "freelb_paper" is the paper's form, the default now.
+            "freelb": {"regularize": [{"name": "adversarial.freelb", "clean_pass": True}]},
+            "freelb_paper": {"regularize": [{"name": "adversarial.freelb"}]},
             "smart": {"regularize": [{"name": "adversarial.smart"}]},
             # Rewritten every k epochs against the current model: needs fresh per-epoch views;
             # without the originals beside them an epoch has 500 rows, as the others.

@@ -178,6 +178,106 @@ def test_freelb_term_is_the_mean_of_the_k_perturbed_losses(monkeypatch: pytest.M
     assert len(set(seen)) == 3, "the perturbation did not move between steps"
 
 
+@pytest.mark.parametrize("random_init", [0.6, 0.0])
+def test_freelb_gradient_is_the_papers_accumulated_gradient(random_init: float) -> None:
+    """The weights' gradient of the term equals the paper's loop: K passes, each
+    ``(loss / K).backward()`` accumulating into the weights, the perturbation ascending."""
+    model, batch = _setup("sequence_classification")
+    model.eval()  # no dropout: both computations see the same passes
+    freelb = FreeLB(steps=3, random_init=random_init)
+
+    torch.manual_seed(5)
+    ctx = _context(model, batch, "sequence_classification")
+    model.zero_grad(set_to_none=True)
+    term = freelb.loss(ctx)
+    term.backward()
+    ours = [p.grad.clone() if p.grad is not None else None for p in model.parameters()]
+
+    torch.manual_seed(5)
+    paper, values = _paper_freelb_grads(model, batch, freelb, 3)
+
+    assert float(term.detach()) == pytest.approx(sum(values) / 3, rel=1e-5)
+    _assert_same_grads(ours, paper)
+
+
+def _paper_freelb_grads(
+    model: torch.nn.Module, batch: dict[str, Any], freelb: FreeLB, steps: int
+) -> tuple[list[torch.Tensor | None], list[float]]:
+    """The paper's loop: K passes, each ``(loss / K).backward()``, the perturbation ascending."""
+    ctx = _context(model, batch, "sequence_classification")
+    model.zero_grad(set_to_none=True)
+    mask = freelb._mask(ctx)
+    delta = freelb._start(ctx, mask)
+    values = []
+    for _ in range(steps):
+        start = ctx.zeros_like_embeddings() if delta is None else delta.detach()
+        leaf = start.clone().float().requires_grad_(True)
+        loss = ctx.task_loss(ctx.forward(perturbation=leaf))
+        (loss / steps).backward()
+        values.append(float(loss.detach()))
+        delta = freelb._ascend(delta, leaf.grad, mask, freelb.options.step_size)
+    grads = [p.grad.clone() if p.grad is not None else None for p in model.parameters()]
+    return grads, values
+
+
+def _assert_same_grads(ours: list[torch.Tensor | None], paper: list[torch.Tensor | None]) -> None:
+    for a, b in zip(ours, paper, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+@pytest.mark.parametrize("random_init", [0.6, 0.0])
+def test_freelb_step_trains_on_the_papers_gradient_without_a_clean_pass(
+    random_init: float, steps: int
+) -> None:
+    """In a training step, the step's pass is FreeLB's first (at delta_0): the cross-entropy
+    plus the term give the paper's gradient, with K passes and no clean one."""
+    model, batch = _setup("sequence_classification", **NO_DROPOUT)
+    freelb = FreeLB(steps=steps, random_init=random_init)
+    passes = {"n": 0}
+    handle = model.register_forward_pre_hook(lambda *_: passes.__setitem__("n", passes["n"] + 1))
+
+    torch.manual_seed(5)
+    model.zero_grad(set_to_none=True)
+    result = compute_loss(model, batch, [CrossEntropy()], [freelb])
+    result.loss.backward()
+    ours = [p.grad.clone() if p.grad is not None else None for p in model.parameters()]
+    assert passes["n"] == steps
+    handle.remove()
+
+    torch.manual_seed(5)
+    paper, values = _paper_freelb_grads(model, batch, freelb, steps)
+    assert result.parts["adversarial.freelb"] == pytest.approx(sum(values) / steps, rel=1e-5)
+    assert result.parts["core.cross_entropy"] == pytest.approx(values[0], rel=1e-5)
+    _assert_same_grads(ours, paper)
+
+
+def test_freelb_with_a_clean_pass_adds_the_k_passes_to_it() -> None:
+    model, batch = _setup("sequence_classification", **NO_DROPOUT)
+    freelb = FreeLB(steps=3, clean_pass=True)
+    passes = {"n": 0}
+    handle = model.register_forward_pre_hook(lambda *_: passes.__setitem__("n", passes["n"] + 1))
+    torch.manual_seed(5)
+    model.zero_grad(set_to_none=True)
+    result = compute_loss(model, batch, [CrossEntropy()], [freelb])
+    result.loss.backward()
+    handle.remove()
+    ours = [p.grad.clone() if p.grad is not None else None for p in model.parameters()]
+    assert passes["n"] == 4  # the clean pass and the K perturbed ones
+
+    model.zero_grad(set_to_none=True)
+    clean = _context(model, batch, "sequence_classification")
+    clean.task_loss(clean.outputs).backward()
+    clean_grads = [p.grad.clone() if p.grad is not None else None for p in model.parameters()]
+    torch.manual_seed(5)
+    paper, values = _paper_freelb_grads(model, batch, freelb, 3)
+    assert result.parts["adversarial.freelb"] == pytest.approx(sum(values) / 3, rel=1e-5)
+    both = [a + b if a is not None else None for a, b in zip(clean_grads, paper, strict=True)]
+    _assert_same_grads(ours, both)
+
+
 def test_smart_teacher_is_built_once_and_follows_the_momentum_rule() -> None:
     torch.manual_seed(0)
     model, batch = _setup("sequence_classification")

@@ -57,6 +57,16 @@ def _cost(*, probes: int, reused: bool, trained: int, shared: int = 0, forwards:
     return round(cost, 2)
 
 
+def _leaf(ctx: StepContext, delta: torch.Tensor | None) -> torch.Tensor:
+    """A float32 leaf perturbation that requires grad: ``delta`` detached, or zeros."""
+    import torch
+
+    emb = ctx.embeddings
+    if delta is None:
+        return torch.zeros(emb.shape, device=emb.device, dtype=torch.float32, requires_grad=True)
+    return delta.detach().clone().requires_grad_(True)
+
+
 # -- options -----------------------------------------------------------------------------------
 
 
@@ -157,18 +167,11 @@ class _EmbeddingAttack(augreg.Regularizer):
         frozen embeddings): its graph is kept for the step's backward. ``keep_graph`` keeps the
         perturbed pass's graph, for a term that trains on this loss too (FreeLB).
         """
-        import torch
 
         if delta is None and ctx.embeddings.requires_grad:
             loss = fn(ctx.outputs)
             return loss, ctx.perturbation_grad(loss, ctx.embeddings, retain_graph=True)
-        emb = ctx.embeddings
-        start = (
-            torch.zeros(emb.shape, device=emb.device, dtype=torch.float32)
-            if delta is None
-            else delta.detach()
-        )
-        leaf = start.clone().requires_grad_(True)
+        leaf = _leaf(ctx, delta)
         loss = fn(ctx.forward(perturbation=leaf))
         return loss, ctx.perturbation_grad(loss, leaf, retain_graph=keep_graph)
 
@@ -266,24 +269,38 @@ class PGD(_EmbeddingAttack):
 class FreeLB(_EmbeddingAttack):
     """FreeLB: the task loss averaged over K ascent steps, each trained on ("free" steps).
 
-    From a random start of magnitude ``random_init``, K passes at perturbations
-    ``delta_0 .. delta_{K-1}``; each pass's task loss enters the term (the term is their mean,
-    so the step's backward accumulates the weight gradients of all K passes, as in the paper)
-    and its gradient moves the perturbation one projected step of ``step_size``.
+    From a random start ``delta_0`` of magnitude ``random_init``, K passes at perturbations
+    ``delta_0 .. delta_{K-1}``; the weights train on the mean of the K task losses, and each
+    pass's gradient moves the perturbation one projected step of ``step_size``.
+
+    As in the paper, there is no clean pass: the step's own training pass is the first one.
+    :meth:`clean_perturbation` adds ``delta_0`` to it (every objective and regularizer of the
+    step sees that pass), and the term corrects the weights so that, with the task objective
+    and this regularizer at weight 1, the step's gradient is the paper's
+    ``(1/K) sum_t grad L(x + delta_t)``: the term is ``(sum_{t>=1} L_t - (K - 1) L_0) / K``
+    in gradient, the mean of the K losses in value. The gradients are "free" as in the
+    paper too: each middle pass runs one backward that gives both the perturbation's gradient
+    (for the ascent) and the weights' gradients, which are kept and added through a linear
+    surrogate (``sum(w * g)``, whose gradient is ``g``), so the Trainer's backward, gradient
+    accumulation and combiner see the whole term as usual. With ``clean_pass = true``, or
+    called outside a training step (no ``clean_perturbation`` on this context), the step
+    keeps its clean pass and the term runs all K passes on top, its value and gradient the
+    mean of the K losses.
 
     Paper: Zhu et al. 2020, FreeLB: Enhanced Adversarial Training for Natural Language
     Understanding.
 
-    Cost: K perturbed forwards and backwards plus K - 1 backwards to the embeddings: about
-    3.67 extra passes for K = 3 (1.33 K - 0.33). The K graphs are kept until the step's
-    backward, so activation memory grows with K.
+    Cost: K - 1 perturbed forwards and backwards plus one backward to the embeddings from the
+    training pass: about K - 0.67 extra passes, so a step is about 1.1 K passes (K extra
+    with ``clean_pass``). Memory: one copy of the trainable weights' gradients and one more
+    pass's activations.
     """
 
     name = "adversarial.freelb"
     paper = (
         "Zhu et al. 2020, FreeLB: Enhanced Adversarial Training for Natural Language Understanding"
     )
-    extra_passes: ClassVar[float] = _cost(probes=2, reused=False, trained=3, shared=2)
+    extra_passes: ClassVar[float] = _cost(probes=1, reused=True, trained=2)
 
     class Options(AscentOptions):
         # FreeLB keeps the paper's values (adv-lr 0.1, adv-init-mag 0.6, a loose ball): its
@@ -302,31 +319,98 @@ class FreeLB(_EmbeddingAttack):
             description="Magnitude of the random start (adv-init-mag; 0: start at zero; "
             "true: epsilon).",
         )
+        clean_pass: bool = Field(
+            False,
+            description="false: the paper's FreeLB, the step's pass is the first of the K "
+            "(no clean pass); true: keep the step's clean pass and its cross-entropy, and "
+            "add the mean of the K perturbed losses on top (one more pass).",
+        )
 
     options: Options
+    _pending: tuple[StepContext, torch.Tensor, torch.Tensor] | None = None
 
     def declared_passes(self) -> float:
         k = self.options.steps
-        if self.options.random_init == 0 and k > 1:
-            # The first pass is the clean one: its forward and backward are the step's own.
-            return _cost(probes=k - 1, reused=True, trained=k - 1, shared=k - 2)
-        return _cost(probes=k - 1, reused=False, trained=k, shared=k - 1)
+        if self.options.clean_pass and self.options.random_init > 0:
+            return _cost(probes=0, reused=False, trained=k)
+        return _cost(probes=1, reused=True, trained=k - 1)
+
+    def clean_perturbation(self, ctx: StepContext, embeddings: torch.Tensor) -> torch.Tensor | None:
+        """``delta_0`` (the random start, or zeros), a leaf whose gradient starts the ascent;
+        None with ``clean_pass = true``."""
+        import torch
+
+        if self.options.clean_pass:
+            return None
+
+        from augreg_adversarial.geometry import random_start, token_mask
+
+        o = self.options
+        mask = token_mask(ctx.attention_mask)
+        if o.random_init == 0:
+            start = torch.zeros(embeddings.shape, device=embeddings.device, dtype=torch.float32)
+        else:
+            start = random_start(embeddings, mask, o.norm, o.normalize, o.random_init)
+        leaf = start.to(embeddings.device).requires_grad_(True)
+        self._pending = (ctx, leaf, mask)
+        return leaf
 
     def loss(self, ctx: StepContext) -> torch.Tensor:
         import torch
 
-        mask = self._mask(ctx)
-        delta = self._start(ctx, mask)
-        losses: list[torch.Tensor] = []
-        for k in range(self.options.steps):
-            if k == self.options.steps - 1:  # the last step's gradient would be unused
+        steps = self.options.steps
+        pending, self._pending = self._pending, None
+        weights = [p for p in ctx.model.parameters() if p.requires_grad]
+        kept: list[torch.Tensor | None] = [None] * len(weights)
+        in_graph: list[torch.Tensor] = []  # losses whose graph the step's backward runs
+        values: list[torch.Tensor] = []
+        first = 0
+        if pending is not None and pending[0] is ctx:
+            # the training pass is the first one, at delta_0
+            _, delta0, mask = pending
+            clean = ctx.task_loss(ctx.outputs)
+            values.append(clean.detach())
+            if steps == 1:
+                return clean.detach() + 0 * clean  # nothing to add: the step trained on L_0
+            grad = ctx.perturbation_grad(clean, delta0, retain_graph=True)
+            delta: torch.Tensor | None = self._ascend(
+                delta0.detach(), grad, mask, self.options.step_size
+            )
+            in_graph.append(-(steps - 1) * clean)
+            first = 1
+        else:
+            mask = self._mask(ctx)
+            delta = self._start(ctx, mask)
+        for k in range(first, steps):
+            if k == steps - 1:  # the last pass trains through the step's backward
                 start = delta if delta is not None else ctx.zeros_like_embeddings()
-                losses.append(ctx.task_loss(ctx.forward(perturbation=start)))
+                last = ctx.task_loss(ctx.forward(perturbation=start))
+                in_graph.append(last)
+                values.append(last.detach())
                 break
-            loss, grad = self._probe(ctx, delta, ctx.task_loss, keep_graph=True)
-            losses.append(loss)
+            if delta is None and ctx.embeddings.requires_grad:
+                # zero start outside a step: the clean pass is the first, its graph kept for
+                # the step's backward; only the embeddings' gradient is taken here
+                loss, grad = self._probe(ctx, None, ctx.task_loss, keep_graph=True)
+                in_graph.append(loss)
+                values.append(loss.detach())
+            else:
+                leaf = _leaf(ctx, delta)
+                loss = ctx.task_loss(ctx.forward(perturbation=leaf))
+                # one backward for the ascent and the weights: FreeLB's "free" gradients
+                grad, *weight_grads = torch.autograd.grad(loss, [leaf, *weights], allow_unused=True)
+                for i, g in enumerate(weight_grads):
+                    if g is not None:
+                        kept[i] = g if kept[i] is None else kept[i] + g
+                values.append(loss.detach())
             delta = self._ascend(delta, grad, mask, self.options.step_size)
-        return torch.stack(losses).mean()
+        term = torch.stack(in_graph).sum()
+        surrogate = [(w * g).sum() for w, g in zip(weights, kept, strict=True) if g is not None]
+        if surrogate:
+            term = term + torch.stack(surrogate).sum()
+        term = term / steps
+        # gradient: the term's; value: the mean of the K task losses
+        return term - term.detach() + torch.stack(values).mean()
 
 
 class SMART(_EmbeddingAttack):
