@@ -227,6 +227,21 @@ def _assert_same_grads(ours: list[torch.Tensor | None], paper: list[torch.Tensor
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+def _freelb_step(
+    model: torch.nn.Module, batch: dict[str, Any], freelb: FreeLB
+) -> tuple[Any, list[torch.Tensor | None], int]:
+    """One step's loss and weight gradients with FreeLB (seed 5), and the model calls it ran."""
+    passes = {"n": 0}
+    handle = model.register_forward_pre_hook(lambda *_: passes.__setitem__("n", passes["n"] + 1))
+    torch.manual_seed(5)
+    model.zero_grad(set_to_none=True)
+    result = compute_loss(model, batch, [CrossEntropy()], [freelb])
+    result.loss.backward()
+    handle.remove()
+    grads = [p.grad.clone() if p.grad is not None else None for p in model.parameters()]
+    return result, grads, passes["n"]
+
+
 @pytest.mark.parametrize("steps", [1, 2, 3])
 @pytest.mark.parametrize("random_init", [0.6, 0.0])
 def test_freelb_step_trains_on_the_papers_gradient_without_a_clean_pass(
@@ -236,16 +251,8 @@ def test_freelb_step_trains_on_the_papers_gradient_without_a_clean_pass(
     plus the term give the paper's gradient, with K passes and no clean one."""
     model, batch = _setup("sequence_classification", **NO_DROPOUT)
     freelb = FreeLB(steps=steps, random_init=random_init)
-    passes = {"n": 0}
-    handle = model.register_forward_pre_hook(lambda *_: passes.__setitem__("n", passes["n"] + 1))
-
-    torch.manual_seed(5)
-    model.zero_grad(set_to_none=True)
-    result = compute_loss(model, batch, [CrossEntropy()], [freelb])
-    result.loss.backward()
-    ours = [p.grad.clone() if p.grad is not None else None for p in model.parameters()]
-    assert passes["n"] == steps
-    handle.remove()
+    result, ours, passes = _freelb_step(model, batch, freelb)
+    assert passes == steps
 
     torch.manual_seed(5)
     paper, values = _paper_freelb_grads(model, batch, freelb, steps)
@@ -257,15 +264,8 @@ def test_freelb_step_trains_on_the_papers_gradient_without_a_clean_pass(
 def test_freelb_with_a_clean_pass_adds_the_k_passes_to_it() -> None:
     model, batch = _setup("sequence_classification", **NO_DROPOUT)
     freelb = FreeLB(steps=3, clean_pass=True)
-    passes = {"n": 0}
-    handle = model.register_forward_pre_hook(lambda *_: passes.__setitem__("n", passes["n"] + 1))
-    torch.manual_seed(5)
-    model.zero_grad(set_to_none=True)
-    result = compute_loss(model, batch, [CrossEntropy()], [freelb])
-    result.loss.backward()
-    handle.remove()
-    ours = [p.grad.clone() if p.grad is not None else None for p in model.parameters()]
-    assert passes["n"] == 4  # the clean pass and the K perturbed ones
+    result, ours, passes = _freelb_step(model, batch, freelb)
+    assert passes == 4  # the clean pass and the K perturbed ones
 
     model.zero_grad(set_to_none=True)
     clean = _context(model, batch, "sequence_classification")
