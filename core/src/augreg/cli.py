@@ -109,7 +109,10 @@ def validate(
         for section in ("inject", "augment", "objectives", "regularize", "adapters")
         for s in getattr(cfg, section)
     ]
-    out.print(f"augreg: {config} is valid ({len(comps)} components: {', '.join(comps) or 'none'})")
+    tasks = f"; tasks: {', '.join(t.name for t in cfg.tasks)}" if cfg.tasks else ""
+    out.print(
+        f"augreg: {config} is valid ({len(comps)} components: {', '.join(comps) or 'none'}{tasks})"
+    )
 
 
 @app.command()

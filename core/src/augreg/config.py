@@ -180,6 +180,68 @@ class DataConfig(_Strict):
         return v
 
 
+TASK_NAME = r"^[a-z][a-z0-9_]{0,31}$"
+SamplingMode = Literal["proportional", "uniform", "temperature"]
+
+
+class TaskEntry(_Strict):
+    """One task of a multi-task pipeline (``[[tasks]]``): its name, head, data and loss weight.
+
+    Every task has its own head on the shared encoder, its own data (the same fields as
+    ``[data]``: train, validation, test, eval, columns, train_size, ...) and its own metrics,
+    written as ``<task>_<set>`` (``trec_test``).
+    """
+
+    name: str = Field(
+        pattern=TASK_NAME,
+        description="Task name: lower case letters, digits and _, starting with a letter "
+        "(prefixes its metrics and loss terms).",
+    )
+    type: TaskType = Field("sequence_classification", description="The task type.")
+    labels: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Label names in index order; inferred from the task's training data if unset.",
+    )
+    data: DataConfig = Field(description="The task's data, as in [data].")
+    weight: float = Field(
+        1.0, ge=0, le=1000, description="Scales every loss term of this task (0 turns it off)."
+    )
+
+
+class MultiTaskConfig(_Strict):
+    """How a multi-task pipeline draws its batches (``[multitask]``, only with ``[[tasks]]``).
+
+    Every batch holds examples of one task. ``proportional`` visits every batch of every task
+    once per epoch in a shuffled order (MT-DNN, Liu et al. 2019): task k is drawn with
+    probability n_k / sum n. ``uniform`` draws each task equally often, and ``temperature``
+    with probability proportional to n_k ** (1 / T) (Arivazhagan et al. 2019; T5, Raffel et
+    al. 2020): T = 1 is proportional, larger T moves toward uniform; small tasks are then
+    repeated (a fresh permutation each time through). An epoch is as many batches as
+    ``proportional`` has.
+    """
+
+    sampling: SamplingMode = Field(
+        "proportional",
+        description="How tasks are drawn: proportional (to their training examples), "
+        "uniform, or temperature (n_k ** (1/T)).",
+    )
+    temperature: float | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description='Sampling temperature T, with sampling = "temperature" only (default 2).',
+    )
+    batches_per_step: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Batches per optimizer step, each from a drawn task; with 2 or more, a "
+        "step holds several tasks' loss terms, so a combiner (objectives.pcgrad, "
+        "objectives.uncertainty) weighs tasks against each other in the step.",
+    )
+
+
 class ComponentSpec(_Strict):
     """A component in a config: its name and its options (flat beside the name in files)."""
 
@@ -243,10 +305,23 @@ class PipelineConfig(_Strict):
     adapters: list[ComponentSpec] = Field(default_factory=list)
     train: TrainConfig = Field(default_factory=TrainConfig)
     base_dir: str = Field(".", description="Folder that relative data paths are resolved from.")
+    tasks: list[TaskEntry] = Field(
+        default_factory=list,
+        description="Multi-task training: two or more tasks sharing the encoder, each with "
+        "its own head and data; replaces [task] and [data].",
+    )
+    multitask: MultiTaskConfig | None = Field(
+        None, description="Task sampling of a multi-task pipeline (with tasks only)."
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a plain dict in file layout (options flat beside names)."""
         out = self.model_dump(mode="json", exclude_none=True)
+        if self.tasks:
+            # task and data mirror the first task (filled in by validate); the file has tasks.
+            del out["task"], out["data"]
+        else:
+            del out["tasks"]
         for section in SECTIONS:
             out[section] = [{"name": s["name"], **s["options"]} for s in out[section]]
         combiner = out["train"]["combiner"]
@@ -361,6 +436,8 @@ def validate(
     problems: list[Problem] = []
     data = dict(raw)
     problems.extend(expand_recipes(data, host))
+
+    problems.extend(_prepare_tasks(data))
 
     # Components first: their specs are normalized before the structural validation.
     specs: dict[str, list[dict[str, Any]]] = {}
@@ -484,10 +561,14 @@ def validate(
             problems.extend(_check_sources(data_cfg, base))
         except (ValidationError, TypeError):
             pass
+        problems.extend(_check_raw_tasks(data))
 
     if cfg is not None:
-        problems.extend(_check_sources(cfg.data, cfg.base_dir))
-        if cfg.train.select_best or cfg.train.early_stopping_patience:
+        if cfg.tasks:
+            problems.extend(_check_tasks(cfg.tasks, cfg.multitask, cfg.train, cfg.base_dir))
+        else:
+            problems.extend(_check_sources(cfg.data, cfg.base_dir))
+        if (cfg.train.select_best or cfg.train.early_stopping_patience) and not cfg.tasks:
             if cfg.data.validation is None:
                 problems.append(
                     Problem(
@@ -506,11 +587,14 @@ def validate(
                 )
         if cfg.train.eval_strategy == "steps" and cfg.train.eval_steps is None:
             problems.append(Problem("train.eval_steps", "is required with eval_strategy='steps'"))
-        problems.extend(_check_unlabelled(cfg, host))
+        if cfg.tasks:
+            problems.extend(_check_multitask_components(cfg, host))
+        else:
+            problems.extend(_check_unlabelled(cfg, host))
         for i, spec in enumerate(cfg.augment):
             found = host.find(spec.name)
             if found is not None and getattr(found.cls, "needs_model", False):
-                if cfg.data.augmentation != "per_epoch":
+                if cfg.data.augmentation != "per_epoch" and not cfg.tasks:
                     problems.append(
                         Problem(
                             f"augment[{i}]",
@@ -525,6 +609,179 @@ def validate(
         raise ConfigError(source, problems)
     assert cfg is not None
     return cfg
+
+
+def _prepare_tasks(data: dict[str, Any]) -> list[Problem]:
+    """With ``tasks``, ``task`` and ``data`` come from the first task (each task has its own).
+
+    Changes ``data`` in place; returns the problems that stop a multi-task config from being
+    read at all (the other checks follow in :func:`_check_tasks`).
+    """
+    tasks = data.get("tasks")
+    if not tasks:
+        if data.get("multitask") is not None:
+            return [
+                Problem(
+                    "multitask",
+                    "sets task sampling, but the pipeline has no tasks; add two or more "
+                    "[[tasks]] (name, type, data) or remove [multitask]",
+                )
+            ]
+        return []
+    if not isinstance(tasks, Sequence) or isinstance(tasks, (str, Mapping)):
+        data.pop("tasks")
+        return [Problem("tasks", f"must be a list of tasks ([[tasks]] tables), got {tasks!r}")]
+    problems: list[Problem] = []
+    for key, fix in (
+        ("task", "set type and labels in each [[tasks]] entry"),
+        ("data", "give each task its data in [tasks.data] (train, test, eval, ...)"),
+    ):
+        if data.get(key) is not None:
+            problems.append(
+                Problem(key, f"is given beside tasks; a multi-task pipeline has none: {fix}")
+            )
+    seen: dict[str, int] = {}
+    for i, item in enumerate(tasks):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            problems.append(
+                Problem(
+                    f"tasks[{i}].name",
+                    f"{name!r} is also the name of tasks[{seen[name]}]; give each task its "
+                    "own name (it prefixes the task's metrics and loss terms)",
+                )
+            )
+        seen.setdefault(name, i)
+    first = tasks[0] if isinstance(tasks[0], Mapping) else {}
+    data["task"] = {k: first[k] for k in ("type", "labels") if k in first and first[k] is not None}
+    data["data"] = first.get("data") if isinstance(first.get("data"), Mapping) else None
+    if data["data"] is None:
+        data.pop("data")  # reported as tasks[0].data missing
+    if len(tasks) < 2:
+        problems.append(
+            Problem(
+                "tasks",
+                f"has {len(tasks)} task; multi-task training needs two or more. For one task "
+                "use [task] and [data] instead",
+            )
+        )
+    return problems
+
+
+def _check_raw_tasks(data: Mapping[str, Any]) -> list[Problem]:
+    """:func:`_check_tasks` on the parts of a config that failed its schema that are valid."""
+    tasks = data.get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        return []
+    entries: list[TaskEntry | None] = []
+    for item in tasks:
+        try:
+            entries.append(TaskEntry.model_validate(item))
+        except (ValidationError, TypeError):
+            entries.append(None)
+    try:
+        mt = MultiTaskConfig.model_validate(data.get("multitask") or {})
+    except (ValidationError, TypeError):
+        mt = None
+    try:
+        train = TrainConfig.model_validate(data.get("train") or {})
+    except (ValidationError, TypeError):
+        train = None
+    return _check_tasks(entries, mt, train, str(data.get("base_dir", ".")))
+
+
+def _check_tasks(
+    entries: Sequence[TaskEntry | None],
+    multitask: MultiTaskConfig | None,
+    train: TrainConfig | None,
+    base_dir: str,
+) -> list[Problem]:
+    """Checks of a multi-task config beyond its schema: names, types, data, sampling.
+
+    ``None`` entries (tasks that failed their schema) and a ``None`` train section are
+    skipped, so that a config with schema errors still gets these problems reported.
+    """
+    problems: list[Problem] = []
+    for i, entry in enumerate(entries):
+        if entry is None:
+            continue
+        where = f"tasks[{i}]"
+        if entry.type != "sequence_classification":
+            problems.append(
+                Problem(
+                    f"{where}.type",
+                    f"{entry.type} is not supported in multi-task pipelines yet (only "
+                    "sequence_classification); train it in its own pipeline with [task] and "
+                    "[data]",
+                )
+            )
+        for fld, fix in (
+            ("unlabelled", "remove it (consistency training is single-task for now)"),
+            ("cache_dir", "set it once in the first task's data"),
+        ):
+            if getattr(entry.data, fld) is not None and (fld != "cache_dir" or i > 0):
+                problems.append(Problem(f"{where}.data.{fld}", f"is not used per task; {fix}"))
+        if entry.data.augmentation == "per_epoch":
+            problems.append(
+                Problem(
+                    f"{where}.data.augmentation",
+                    'per_epoch is not supported in multi-task pipelines yet; use "offline" '
+                    "(augmented once, cached)",
+                )
+            )
+        for problem in _check_sources(entry.data, base_dir):
+            problems.append(Problem(f"{where}.{problem.where}", problem.message))
+    mt = multitask or MultiTaskConfig()
+    if mt.temperature is not None and mt.sampling != "temperature":
+        problems.append(
+            Problem(
+                "multitask.temperature",
+                f'is only used with sampling = "temperature", and sampling is '
+                f'"{mt.sampling}"; set sampling = "temperature" or remove temperature',
+            )
+        )
+    if train is not None and (train.select_best or train.early_stopping_patience):
+        problems.append(
+            Problem(
+                "train",
+                "select_best and early_stopping_patience are not supported in multi-task "
+                "pipelines yet (which task's metric?); turn them off",
+            )
+        )
+    return problems
+
+
+def _check_multitask_components(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:
+    """Components a multi-task pipeline cannot run yet: each is named with the reason."""
+    problems: list[Problem] = []
+    for section in SECTIONS:
+        for i, spec in enumerate(getattr(cfg, section)):
+            found = host.find(spec.name)
+            if found is None:
+                continue
+            cls = found.cls
+            reason = None
+            if section == "adapters":
+                reason = "adapters are not supported in multi-task pipelines yet"
+            elif getattr(cls, "model_inputs", ()):
+                reason = "injectors with model inputs are not supported in multi-task pipelines yet"
+            elif getattr(cls, "needs_unlabelled", False):
+                reason = "training on unlabelled text is single-task for now"
+            elif getattr(cls, "needs_model", False):
+                reason = "augmenters that write views with the model need per_epoch "
+                reason += "augmentation, which multi-task pipelines do not support yet"
+            if reason:
+                problems.append(
+                    Problem(
+                        f"{section}[{i}]",
+                        f"{reason}; remove it or train a single-task pipeline",
+                        component=spec.name,
+                        origin=found.origin,
+                    )
+                )
+    return problems
 
 
 def _check_unlabelled(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:

@@ -156,7 +156,9 @@ def load_model(run_dir: str | Path, *, host: PluginHost | None = None) -> nn.Mod
     With adapters, the base model is loaded from the reference in ``augreg_model.json``, the
     injectors and adapters are applied again with their saved options, and the trained tensors
     are loaded over it; the plugins that provide them must be installed. Without adapters the
-    whole saved model is loaded. The tokenizer is the base model's
+    whole saved model is loaded. A multi-task run gives back a
+    :class:`augreg.multitask.MultiTaskModel` (``model(**inputs, augreg_task=<name>)``, or
+    ``model.head(<name>)`` for one task's ``transformers`` model). The tokenizer is the base model's
     (``AutoTokenizer.from_pretrained`` on the manifest's ``model.name``, or on ``model/`` for
     a full-model folder). The model is returned in evaluation mode.
 
@@ -176,6 +178,10 @@ def load_model(run_dir: str | Path, *, host: PluginHost | None = None) -> nn.Mod
 
     run_dir = Path(run_dir)
     folder = run_dir / "model" if (run_dir / "model").is_dir() else run_dir
+    from augreg import multitask
+
+    if (folder / multitask.MANIFEST).is_file():
+        return multitask.load_multitask(folder)
     host = host or default_host()
     manifest_path = folder / MANIFEST
     adapters: list[Adapter]

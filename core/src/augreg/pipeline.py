@@ -26,7 +26,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -45,6 +45,7 @@ from augreg.components import (
 )
 from augreg.config import (
     SECTIONS,
+    MultiTaskConfig,
     PipelineConfig,
     config_from_kwargs,
     load_config,
@@ -102,12 +103,18 @@ class Pipeline:
     Args:
         model: Hub name, local folder, ``pkg:<module>``, or a ``{"name": ..., "max_length":
             ...}`` mapping / :class:`augreg.config.ModelConfig`.
-        task: ``"sequence_classification"`` / ``"token_classification"`` or a task mapping.
+        task: ``"sequence_classification"`` (default) / ``"token_classification"`` or a task
+            mapping.
         data: Data sources (paths, hub data sets, or in-memory ``datasets.Dataset``) and
             options; see :class:`augreg.config.DataConfig`.
         augment, inject, objectives, regularize, adapters: Components as names,
             ``{"name": ..., **options}`` mappings, ``(name, options)`` pairs, or instances.
             Objectives default to ``core.cross_entropy``.
+        tasks: Multi-task training: two or more task mappings (``name``, ``type``,
+            ``labels``, ``data``, ``weight``; :class:`augreg.config.TaskEntry`) instead of
+            ``task`` and ``data``; one head per task on the shared encoder.
+        multitask: Task sampling of a multi-task pipeline; see
+            :class:`augreg.config.MultiTaskConfig`.
         train: Training settings; see :class:`augreg.config.TrainConfig`.
         name: Pipeline name (run folder prefix).
         base_dir: Folder that relative data paths resolve from.
@@ -120,9 +127,11 @@ class Pipeline:
     def __init__(
         self,
         model: Any,
-        task: Any = "sequence_classification",
+        task: Any = None,
         data: Any = None,
         *,
+        tasks: Sequence[Any] = (),
+        multitask: Any = None,
         augment: Sequence[Any] = (),
         inject: Sequence[Any] = (),
         objectives: Sequence[Any] = (),
@@ -146,6 +155,10 @@ class Pipeline:
             name=name,
             base_dir=str(base_dir),
         )
+        if tasks:
+            raw["tasks"] = list(tasks)
+        if multitask is not None:
+            raw["multitask"] = multitask
         given = {
             "augment": augment,
             "inject": inject,
@@ -206,7 +219,11 @@ class Pipeline:
         self.last_run: RunResult | None = None
 
     def __repr__(self) -> str:
-        parts = [f"model={self.config.model.name!r}", f"task={self.config.task.type!r}"]
+        parts = [f"model={self.config.model.name!r}"]
+        if self.config.tasks:
+            parts.append(f"tasks={[t.name for t in self.config.tasks]}")
+        else:
+            parts.append(f"task={self.config.task.type!r}")
         for section in SECTIONS:
             comps = self.components[section]
             if comps:
@@ -315,7 +332,6 @@ class Pipeline:
             DataError: unusable data (named file, column, rows).
             TrainingDivergedError: NaN/inf loss; the last good weights are saved first.
         """
-        import torch
         import transformers
 
         from augreg.model_io import build_model, save_trained
@@ -323,14 +339,9 @@ class Pipeline:
         from augreg.trainer import AugregTrainer, EpochCallback, training_arguments
 
         cfg = self.config
-        run_dir = self.run_dir(output_dir)
-        main = _is_main_process()
-        if main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            _write_yaml(run_dir / "config.yaml", cfg.to_dict())
-            (run_dir / "augreg.lock").write_text(
-                "".join(f"{k}=={v}\n" for k, v in installed_distributions().items())
-            )
+        if cfg.tasks:
+            return self._run_multitask(output_dir, callbacks)
+        run_dir, main = self._start_run(output_dir)
         t0 = time.perf_counter()
         bundle = self.load_data()
         if bundle.skipped and main:
@@ -437,31 +448,14 @@ class Pipeline:
             task_type=cfg.task.type,
             combiner=self.combiner,
         )
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        t_train = time.perf_counter()
-        try:
-            train_output = trainer.train()
-        except TrainingDivergedError as exc:
-            keep = run_dir / "last-good"
-            if main:
-                trainer.save_model(str(keep))  # weights before the failing update
-            raise TrainingDivergedError(exc.step, exc.value, exc.components, str(keep)) from None
-        train_seconds = time.perf_counter() - t_train
-        steps = int(trainer.state.global_step)
+        # weights before the failing update
+        train_output, timing = _train(
+            trainer, run_dir, main, lambda keep: trainer.save_model(str(keep))
+        )
 
-        metrics: dict[str, dict[str, float]] = {}
-        for name, ds in evals.items():
-            raw = trainer.evaluate(eval_dataset=ds, metric_key_prefix=name)
-            metrics[name] = {
-                k[len(name) + 1 :]: float(v)
-                for k, v in raw.items()
-                if k.startswith(name + "_") and isinstance(v, (int, float))
-            }
+        metrics = _evaluate_all(trainer, evals)
         train_info: dict[str, Any] = {
-            "steps": steps,
-            "train_seconds": round(train_seconds, 3),
-            "seconds_per_step": round(train_seconds / max(steps, 1), 4),
+            **timing,
             "wall_seconds": round(time.perf_counter() - t0, 3),
             "train_examples": n_train,
             **(
@@ -487,16 +481,7 @@ class Pipeline:
             "skipped_rows": bundle.skipped,
         }
         if main:
-            mdir = run_dir / "metrics"
-            mdir.mkdir(exist_ok=True)
-            for name, values in metrics.items():
-                (mdir / f"{name}.json").write_text(json.dumps(values, indent=2) + "\n")
-            (run_dir / "metrics.json").write_text(
-                json.dumps({"eval": metrics, "train": train_info}, indent=2, default=str) + "\n"
-            )
-            (run_dir / "log_history.json").write_text(
-                json.dumps(trainer.state.log_history, indent=1, default=str) + "\n"
-            )
+            _write_results(run_dir, metrics, train_info, trainer)
             if cfg.train.save_model and self.adapters:
                 # Only what the adapters train, plus the recipe to rebuild the rest.
                 save_trained(
@@ -516,6 +501,245 @@ class Pipeline:
         self.last_run = result
         self.trainer = trainer
         return result
+
+    def _start_run(self, output_dir: str | Path | None) -> tuple[Path, bool]:
+        """Create the run folder with the resolved config and the lock of versions."""
+        run_dir = self.run_dir(output_dir)
+        main = _is_main_process()
+        if main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _write_yaml(run_dir / "config.yaml", self.config.to_dict())
+            (run_dir / "augreg.lock").write_text(
+                "".join(f"{k}=={v}\n" for k, v in installed_distributions().items())
+            )
+        return run_dir, main
+
+    def _run_multitask(self, output_dir: str | Path | None, callbacks: Sequence[Any]) -> RunResult:
+        """:meth:`run` for a pipeline with ``tasks``: shared encoder, one head per task.
+
+        Each task's data is loaded and checked as a single-task pipeline's (errors name the
+        task), goes through the same injectors, augmenters and tokenizer, and is evaluated on
+        its own sets with its own metrics, written as ``<task>_<set>``.
+        """
+        import transformers
+        from datasets import concatenate_datasets
+
+        from augreg.config import TaskConfig
+        from augreg.data import load_data
+        from augreg.errors import DataError
+        from augreg.multitask import (
+            TASK,
+            MultiTaskBatchSampler,
+            MultiTaskCollator,
+            build_multitask_model,
+            save_multitask,
+        )
+        from augreg.tasks import get_task
+        from augreg.trainer import AugregTrainer, EpochCallback, training_arguments
+
+        cfg = self.config
+        run_dir, main = self._start_run(output_dir)
+        t0 = time.perf_counter()
+        bundles: dict[str, DataBundle] = {}
+        for i, entry in enumerate(cfg.tasks):
+            sub = cfg.model_copy(
+                update={
+                    "task": TaskConfig(type=entry.type, labels=entry.labels),
+                    "data": entry.data,
+                    "tasks": [],
+                }
+            )
+            try:
+                bundles[entry.name] = load_data(sub)
+            except DataError as exc:
+                raise DataError(
+                    f"augreg: task {entry.name!r} (tasks[{i}].data): {exc}".replace(
+                        ": augreg: ", ": "
+                    )
+                ) from exc
+        tasks = {
+            entry.name: get_task(
+                TaskConfig(type=entry.type, labels=entry.labels), bundles[entry.name].labels
+            )
+            for entry in cfg.tasks
+        }
+        first = cfg.tasks[0].name
+        tokenizer = tasks[first].load_tokenizer(cfg.model)
+        self.setup_components(bundles[first], tokenizer)
+        stage = self.data_stage()
+        max_length = cfg.model.max_length
+
+        def encode(ds: Dataset, name: str, by_length: bool) -> Dataset:
+            task = tasks[name]
+
+            def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+                out = task.tokenize_batch(batch, tokenizer, max_length)
+                out[TASK] = [name] * len(out["labels"])
+                return out
+
+            encoded = ds.map(
+                tokenize, batched=True, remove_columns=ds.column_names, desc=f"tokenize {name}"
+            )
+            if not by_length:
+                return encoded
+            lengths = [len(x) for x in encoded["input_ids"]]
+            return encoded.select(sorted(range(len(lengths)), key=lengths.__getitem__))
+
+        train_parts: list[Dataset] = []
+        evals: dict[str, Dataset] = {}
+        for entry in cfg.tasks:
+            name, bundle = entry.name, bundles[entry.name]
+            train_parts.append(encode(stage.expand(stage.inject(bundle.train)), name, False))
+            sets = {"validation": bundle.validation, "test": bundle.test, **bundle.eval}
+            for set_name, ds in sets.items():
+                if ds is not None:
+                    evals[f"{name}_{set_name}"] = encode(stage.inject(ds), name, True)
+        sizes = [len(ds) for ds in train_parts]
+        sizes_by_task = dict(zip(tasks, sizes, strict=True))
+        train_dataset = concatenate_datasets(train_parts)
+        mt = cfg.multitask or MultiTaskConfig()
+        sampler = MultiTaskBatchSampler(
+            sizes,
+            cfg.train.batch_size,
+            mt.sampling,
+            mt.temperature,
+            cfg.train.seed,
+            mt.batches_per_step,
+        )
+        collator = MultiTaskCollator({n: t.collator(tokenizer) for n, t in tasks.items()})
+
+        transformers.set_seed(cfg.train.seed)  # the heads' initialisation follows the seed
+        model: Any = build_multitask_model(tasks, cfg.model)
+        for objective in self.objectives:
+            model = objective.prepare_model(model, tokenizer)
+        terms = [f"{t}/{o.name}" for t in tasks for o in self.objectives]
+        terms += [f"{t}/{r.name}" for t in tasks for r in self.regularizers if r.has_term()]
+        model = self.combiner.prepare_model(model, terms)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        n_train = sum(sizes)
+        if main and cfg.train.progress:
+            _console_print(
+                f"augreg: {self!r}\n"
+                f"augreg: trainable parameters {trainable:,} of {total:,}; "
+                + ", ".join(f"{n}: {k} training examples" for n, k in sizes_by_task.items())
+                + f"; sampling {mt.sampling}"
+            )
+        validation = {k: v for k, v in evals.items() if k.endswith("_validation")}
+        args = training_arguments(
+            cfg.train,
+            str(run_dir / "checkpoints"),
+            has_validation=bool(validation),
+            metric=tasks[first].default_metric,
+            label_names=["labels"],
+        )
+        trainer = AugregTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=validation or None,
+            data_collator=collator,
+            processing_class=tokenizer,
+            callbacks=[*callbacks, EpochCallback(sampler, tokenizer)],
+            objectives=self.objectives,
+            regularizers=self.regularizers,
+            task_type=tasks[first].type,
+            combiner=self.combiner,
+            batch_sampler=sampler,
+            task_metrics={n: t.compute_metrics for n, t in tasks.items()},
+            task_weights={entry.name: entry.weight for entry in cfg.tasks},
+        )
+        train_output, timing = _train(
+            trainer,
+            run_dir,
+            main,
+            lambda keep: save_multitask(keep, model, tokenizer, seed=cfg.train.seed),
+        )
+        metrics = _evaluate_all(trainer, evals)
+        train_info: dict[str, Any] = {
+            **timing,
+            "wall_seconds": round(time.perf_counter() - t0, 3),
+            "train_examples": n_train,
+            "tasks": {
+                n: {"train_examples": k, "labels": tasks[n].labels, "probability": round(p, 6)}
+                for (n, k), p in zip(sizes_by_task.items(), sampler.probabilities, strict=True)
+            },
+            "sampling": mt.model_dump(mode="json"),
+            "train_loss": float(train_output.training_loss),
+            "peak_memory_mb": _peak_memory_mb(),
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+            "trainable_share": round(trainable / max(total, 1), 6),
+            "extra_passes": round(sum(c.extra_passes for c in self.all_components()), 4),
+            "data_report": getattr(stage, "report", {}),
+            "skipped_rows": {
+                f"{n}_{split}": ids for n, b in bundles.items() for split, ids in b.skipped.items()
+            },
+        }
+        if main:
+            _write_results(run_dir, metrics, train_info, trainer)
+            if cfg.train.save_model:
+                save_multitask(run_dir / "model", model, tokenizer, seed=cfg.train.seed)
+            _cleanup_checkpoints(run_dir / "checkpoints")
+        result = RunResult(run_dir, metrics, train_info, cfg)
+        self.last_run = result
+        self.trainer = trainer
+        return result
+
+
+def _train(
+    trainer: Any, run_dir: Path, main: bool, save_last_good: Callable[[Path], Any]
+) -> tuple[Any, dict[str, Any]]:
+    """``trainer.train()`` timed; on divergence the last good weights go to ``last-good``."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    t_train = time.perf_counter()
+    try:
+        output = trainer.train()
+    except TrainingDivergedError as exc:
+        keep = run_dir / "last-good"
+        if main:
+            save_last_good(keep)
+        raise TrainingDivergedError(exc.step, exc.value, exc.components, str(keep)) from None
+    seconds = time.perf_counter() - t_train
+    steps = int(trainer.state.global_step)
+    timing = {
+        "steps": steps,
+        "train_seconds": round(seconds, 3),
+        "seconds_per_step": round(seconds / max(steps, 1), 4),
+    }
+    return output, timing
+
+
+def _evaluate_all(trainer: Any, evals: Mapping[str, Dataset]) -> dict[str, dict[str, float]]:
+    """Evaluate on every set; metrics per set without the set-name prefix."""
+    metrics: dict[str, dict[str, float]] = {}
+    for name, ds in evals.items():
+        raw = trainer.evaluate(eval_dataset=ds, metric_key_prefix=name)
+        metrics[name] = {
+            k[len(name) + 1 :]: float(v)
+            for k, v in raw.items()
+            if k.startswith(name + "_") and isinstance(v, (int, float))
+        }
+    return metrics
+
+
+def _write_results(
+    run_dir: Path, metrics: Mapping[str, Any], train_info: Mapping[str, Any], trainer: Any
+) -> None:
+    """Write ``metrics/<set>.json``, ``metrics.json`` and ``log_history.json``."""
+    mdir = run_dir / "metrics"
+    mdir.mkdir(exist_ok=True)
+    for name, values in metrics.items():
+        (mdir / f"{name}.json").write_text(json.dumps(values, indent=2) + "\n")
+    (run_dir / "metrics.json").write_text(
+        json.dumps({"eval": metrics, "train": train_info}, indent=2, default=str) + "\n"
+    )
+    (run_dir / "log_history.json").write_text(
+        json.dumps(trainer.state.log_history, indent=1, default=str) + "\n"
+    )
 
 
 def injector_model_inputs(injectors: Sequence[KnowledgeInjector]) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ Example (a custom loop)::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from torch import nn
 from augreg.components import Combiner, Objective, Regularizer
 from augreg.context import StepContext, unwrap_model
 from augreg.errors import TrainingDivergedError
+from augreg.multitask import task_groups
 
 
 @dataclass
@@ -100,6 +101,7 @@ def compute_loss(
     check_finite: bool = True,
     combiner: Combiner | None = None,
     total_steps: int | None = None,
+    task_weights: Mapping[str, float] | None = None,
 ) -> StepResult:
     """Objectives on the clean pass plus regularizer terms, combined (weighted sum by default).
 
@@ -110,6 +112,10 @@ def compute_loss(
     terms. Unlabelled examples drawn with the batch (its ``augreg_unlabelled`` entry) reach
     the components as ``ctx.unlabelled``; the model never sees them in the clean pass.
 
+    A multi-task batch (:func:`augreg.multitask.task_groups`: one batch per task of the step)
+    runs every component on each task's batch; the terms are named ``<task>/<component>`` and
+    weighted by ``task_weights[task]`` as well, and the result's context is the last task's.
+
     Raises:
         TrainingDivergedError: the loss is NaN or infinite (names the step and components).
     """
@@ -119,32 +125,39 @@ def compute_loss(
     regs = list(regularizers) if training else []
     copies = max([1, *(int(getattr(r, "forward_copies", 1)) for r in regs)])
     perturbers = [r.clean_perturbation for r in regs if _weight(r) != 0]
-    ctx = StepContext(
-        model,
-        inputs,
-        task=task,
-        objectives=[(o, _weight(o)) for o in objectives],
-        copies=copies,
-        step=step,
-        epoch=epoch,
-        num_items_in_batch=num_items_in_batch,
-        state=state,
-        clean_perturbers=perturbers,
-        hidden_states=any(getattr(o, "needs_hidden_states", False) for o in objectives),
-        total_steps=total_steps,
-    )
     parts: dict[str, float] = {}
     terms: dict[str, torch.Tensor] = {}
     acting: list[Objective | Regularizer] = [*objectives, *regs]
-    for component in acting:
-        w = _weight(component)
-        if w == 0 or (isinstance(component, Regularizer) and not component.has_term()):
-            continue
-        term = component.loss(ctx)
-        parts[component.name] = float(term.detach())
-        terms[component.name] = w * term
+    ctx: StepContext | None = None
+    # A multi-task step holds one batch per task (augreg.multitask): each runs as its own
+    # context, and its terms are named <task>/<component> so the combiner sees each task.
+    for task_name, batch in task_groups(inputs):
+        task_weight = 1.0 if task_name is None else float((task_weights or {}).get(task_name, 1.0))
+        ctx = StepContext(
+            model,
+            batch,
+            task=task,
+            objectives=[(o, _weight(o)) for o in objectives],
+            copies=copies,
+            step=step,
+            epoch=epoch,
+            num_items_in_batch=num_items_in_batch,
+            state=state,
+            clean_perturbers=perturbers,
+            hidden_states=any(getattr(o, "needs_hidden_states", False) for o in objectives),
+            total_steps=total_steps,
+        )
+        for component in acting:
+            w = _weight(component) * task_weight
+            if w == 0 or (isinstance(component, Regularizer) and not component.has_term()):
+                continue
+            term = component.loss(ctx)
+            key = component.name if task_name is None else f"{task_name}/{component.name}"
+            parts[key] = float(term.detach())
+            terms[key] = w * term
     if not terms:
         raise ValueError("augreg: every objective has weight 0; nothing to train")
+    assert ctx is not None
     total = weighted_sum(terms) if combiner is None else combiner.combine(terms, ctx)
     if check_finite:
         value = float(total.detach())

@@ -10,7 +10,7 @@ Trainer's own, so users never stack Trainer subclasses.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from augreg.components import Combiner, Objective, Regularizer
 from augreg.config import TrainConfig
 from augreg.errors import TrainingDivergedError
+from augreg.multitask import TASK
 from augreg.step import compute_loss
 
 
@@ -30,6 +31,11 @@ class AugregTrainer(Trainer):
         regularizers: Regularizers; active only in training mode.
         task_type: ``sequence_classification`` or ``token_classification``.
         combiner: Turns the weighted terms into the loss (``train.combiner``; default: sum).
+        batch_sampler: Draws the training batches (multi-task: one task per batch,
+            :class:`augreg.multitask.MultiTaskBatchSampler`); default: the Trainer's sampler.
+        task_metrics: Multi-task: task name -> its ``compute_metrics``; an evaluation set's
+            task is read from its ``augreg_task`` column.
+        task_weights: Multi-task: task name -> weight of its loss terms.
         *args, **kwargs: Passed to ``transformers.Trainer``.
     """
 
@@ -40,16 +46,22 @@ class AugregTrainer(Trainer):
         regularizers: Sequence[Regularizer] = (),
         task_type: str = "sequence_classification",
         combiner: Combiner | None = None,
+        batch_sampler: Any = None,
+        task_metrics: Mapping[str, Callable[[Any], dict[str, float]]] | None = None,
+        task_weights: Mapping[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.batch_sampler = batch_sampler
+        self.task_metrics = dict(task_metrics or {})
+        self.task_weights = dict(task_weights or {})
         self.combiner = combiner
         self.objectives = list(objectives)
         self.regularizers = list(regularizers)
         self.task_type = task_type
         self.component_state: dict[str, Any] = {}
         self._parts_sum: dict[str, float] = {}
-        self._parts_n = 0
+        self._parts_count: dict[str, int] = {}
 
     def compute_loss(
         self,
@@ -71,25 +83,57 @@ class AugregTrainer(Trainer):
                 state=self.component_state,
                 combiner=self.combiner,
                 total_steps=int(self.state.max_steps or 0) or None,
+                task_weights=self.task_weights,
             )
         except TrainingDivergedError:
             raise
         if model.training:
             for key, value in result.parts.items():
                 self._parts_sum[key] = self._parts_sum.get(key, 0.0) + value
-            self._parts_n += 1
+                # Per key: a multi-task term is averaged over the steps that drew its task.
+                self._parts_count[key] = self._parts_count.get(key, 0) + 1
         if return_outputs:
             assert result.context is not None
             return result.loss, result.context.outputs
         return result.loss
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        if "loss" in logs and self._parts_n:
+        if "loss" in logs and self._parts_count:
             for key, value in self._parts_sum.items():
-                logs[f"loss/{key}"] = round(value / self._parts_n, 6)
+                logs[f"loss/{key}"] = round(value / self._parts_count[key], 6)
             self._parts_sum.clear()
-            self._parts_n = 0
+            self._parts_count.clear()
         super().log(logs, *args, **kwargs)
+
+    def get_train_dataloader(self) -> Any:
+        """The Trainer's loader, or one over :attr:`batch_sampler` when one is given."""
+        if self.batch_sampler is None:
+            return super().get_train_dataloader()
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(
+            self.train_dataset,  # type: ignore[arg-type]
+            batch_sampler=self.batch_sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
+
+    def evaluate(
+        self,
+        eval_dataset: Any = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        """The Trainer's evaluation; multi-task: with the metrics of the set's task."""
+        if self.task_metrics and not isinstance(eval_dataset, dict):
+            ds = eval_dataset
+            if ds is None or isinstance(ds, str):
+                ds = self.eval_dataset[ds] if isinstance(ds, str) else self.eval_dataset  # type: ignore[index]
+            if ds is not None and not isinstance(ds, dict) and TASK in ds.column_names:
+                self.compute_metrics = self.task_metrics[str(ds[0][TASK])]
+        return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
 
 
 class EpochCallback(TrainerCallback):
