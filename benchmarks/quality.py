@@ -13,6 +13,7 @@ Run:  python benchmarks/quality.py adversarial --seeds 1 2 3 4 5 --out /tmp/qual
       python benchmarks/quality.py eda --seeds 1 2 3 4 5 --variants none eda
       python benchmarks/quality.py adversarial --summary-only --out /tmp/quality
       python benchmarks/quality.py consistency --seeds 1 2 3 4 5
+      python benchmarks/quality.py multitask --seeds 1 2 3
 """
 
 from __future__ import annotations
@@ -29,8 +30,43 @@ EXAMPLES = HERE.parent / "examples"
 TRAIN_REST = "@train_rest"
 """A ``data.unlabelled`` override: the training file's rows outside the seed's labelled subset,
 labels dropped (written to the run folder before the run)."""
+SETS_PREFIX = "@sets_prefix"
+"""A variant key (not a config override): the run is single-task, and its evaluation sets are
+compared as ``<prefix><set>`` with the multi-task variants' (``test`` -> ``sst2_test``)."""
 # EDA views for consistency training: one view per draw (n_aug 1), the paper's alpha 0.1.
 _EDA_VIEW = {"augmenter": "eda.eda", "augmenter_options": {"n_aug": 1, "alpha": 0.1}}
+
+_SST2_DATA = {
+    "train": "../../shared/data/sst2/train.jsonl",
+    "test": "../../shared/data/sst2/test.jsonl",
+    "eval": {"cr": "../../shared/data/cr/test.jsonl"},
+    "train_size": 500,
+    "empty_rows": "skip",
+}
+
+
+def _trec_data(train_size: int) -> dict[str, Any]:
+    return {
+        "train": "../../shared/data/trec/train.jsonl",
+        "test": "../../shared/data/trec/test.jsonl",
+        "train_size": train_size,
+    }
+
+
+def _single(data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A single-task variant of the multi-task example: its tasks replaced by one [data]."""
+    return {"tasks": [], "multitask": None, "data": data, SETS_PREFIX: prefix}
+
+
+def _tasks(trec_size: int, sampling: str, **multitask: Any) -> dict[str, Any]:
+    return {
+        "tasks": [
+            {"name": "sst2", "data": _SST2_DATA},
+            {"name": "trec", "data": _trec_data(trec_size)},
+        ],
+        "multitask": {"sampling": sampling, **multitask},
+    }
+
 
 #: study -> (base config, primary metric, variants). "none" is the base of the comparison.
 STUDIES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
@@ -146,6 +182,29 @@ STUDIES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
             },
         },
     ),
+    # Multi-task (MT-DNN): SST-2 500 + TREC 500 on a shared MiniLM encoder, one head each,
+    # against each task alone; sampling proportional vs temperature (T = 2) when TREC is 4x
+    # larger; the tasks' losses combined by sum, uncertainty weighting or PCGrad (two batches
+    # per step, so that a step holds both tasks' gradients). Sets: sst2_test, sst2_cr, trec_test.
+    "multitask": (
+        "multitask_sst2_trec.toml",
+        "accuracy",
+        {
+            "none": _single(_SST2_DATA, "sst2_"),
+            "trec_alone": _single(_trec_data(500), "trec_"),
+            "proportional": _tasks(500, "proportional"),
+            "proportional_trec2000": _tasks(2000, "proportional"),
+            "temperature_trec2000": _tasks(2000, "temperature", temperature=2.0),
+            "uncertainty": {
+                **_tasks(500, "proportional"),
+                "train.combiner": "objectives.uncertainty",
+            },
+            "pcgrad": {
+                **_tasks(500, "proportional", batches_per_step=2),
+                "train.combiner": "objectives.pcgrad",
+            },
+        },
+    ),
 }
 
 
@@ -176,7 +235,7 @@ def run_one(config: Path, overrides: dict[str, Any], seed: int, folder: Path) ->
     import augreg
 
     flat = {"train.seed": seed, "train.run_name": folder.name, "train.save_model": False}
-    flat.update(overrides)
+    flat.update({k: v for k, v in overrides.items() if k != SETS_PREFIX})
     if flat.get("data.unlabelled") == TRAIN_REST:
         flat["data.unlabelled"] = str(unlabelled_rest(config, seed, folder))
     pipeline = augreg.Pipeline.from_config(config, overrides=flat)
@@ -203,10 +262,13 @@ def t_test_p(diffs: list[float]) -> float | None:
 def summarize(study: str, out: Path) -> dict[str, Any]:
     config_name, metric, variants = STUDIES[study]
     runs: dict[str, dict[int, dict[str, Any]]] = {}
-    for variant in variants:
+    for variant, overrides in variants.items():
+        prefix = overrides.get(SETS_PREFIX, "")
         for metrics_file in sorted((out / study / variant).glob("s*/metrics.json")):
             seed = int(metrics_file.parent.name[1:])
-            runs.setdefault(variant, {})[seed] = json.loads(metrics_file.read_text())
+            run = json.loads(metrics_file.read_text())
+            run["eval"] = {prefix + k: v for k, v in run["eval"].items()}
+            runs.setdefault(variant, {})[seed] = run
     base = runs.get("none", {})
     table: dict[str, Any] = {}
     for variant, by_seed in runs.items():
@@ -220,7 +282,7 @@ def summarize(study: str, out: Path) -> dict[str, Any]:
                 "std": round(statistics.stdev(values), 2) if len(values) > 1 else None,
                 "per_seed": [round(v, 2) for v in values],
             }
-            paired = [s for s in seeds if s in base]
+            paired = [s for s in seeds if s in base and name in base[s]["eval"]]
             if variant != "none" and paired:
                 diffs = [
                     100 * (by_seed[s]["eval"][name][metric] - base[s]["eval"][name][metric])
@@ -259,7 +321,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
     variants = summary["variants"]
     if not variants:
         return "no finished runs\n"
-    sets = sorted(next(iter(variants.values()))["sets"])
+    sets = sorted({name for e in variants.values() for name in e["sets"]})
     head = ["variant", "seeds"]
     for name in sets:
         head += [f"{name} {metric}", f"{name} diff (p)"]
