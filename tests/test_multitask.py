@@ -280,6 +280,7 @@ def _model() -> MultiTaskModel:
 def test_heads_share_one_encoder() -> None:
     model = _model()
     assert model.head("a").bert is model.head("b").bert
+    assert getattr(model, model.base_model_prefix) is model.head("a").bert  # as transformers
     n_encoder = sum(p.numel() for p in model.encoder.parameters())
     n_heads = sum(p.numel() for t in model.tasks for p in model.head(t).classifier.parameters())
     assert sum(p.numel() for p in model.parameters()) == n_encoder + n_heads
@@ -319,10 +320,37 @@ class _Recorder(augreg.Combiner):
         return sum(terms.values(), torch.zeros(()))
 
 
+class _OneHead(augreg.Regularizer):
+    """A regularizer that declares it cannot serve several task heads."""
+
+    name = "test.one_head"
+    supports_multitask = False
+
+    def loss(self, ctx: Any) -> torch.Tensor:
+        return ctx.logits.sum() * 0.0
+
+
 class _Plugin:
     @augreg.hookimpl
     def augreg_register_combiners(self, register: augreg.Register) -> None:
         register(_Recorder)
+
+    @augreg.hookimpl
+    def augreg_register_regularizers(self, register: augreg.Register) -> None:
+        register(_OneHead)
+
+
+def test_component_without_multitask_support_is_a_config_error(
+    two_tasks: dict[str, Path], tmp_path: Path
+) -> None:
+    host = isolated_host({"test": _Plugin()})
+    raw = _raw("no-model", two_tasks, tmp_path, regularize=["test.one_head"])
+    text = _problems(raw, host)
+    assert "regularize[0] test.one_head" in text
+    assert "serves one task head only (supports_multitask = False)" in text
+    del raw["tasks"]
+    raw["data"] = {"train": str(two_tasks["sent"])}
+    assert validate(raw, host=host).regularize[0].name == "test.one_head"
 
 
 def test_combiner_sees_one_term_per_task_in_a_mixed_step() -> None:

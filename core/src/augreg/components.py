@@ -191,6 +191,9 @@ class Component:
     conflicts_with: ClassVar[frozenset[str]] = frozenset()
     paper: ClassVar[str] = ""
     needs_unlabelled: ClassVar[bool] = False
+    supports_multitask: ClassVar[bool] = True
+    """False for a component that cannot serve several task heads at once (a distillation
+    teacher predicts one task's labels); a multi-task pipeline with it is a config error."""
 
     class Options(_Options):
         """No options."""

@@ -769,6 +769,8 @@ def _check_multitask_components(cfg: PipelineConfig, host: PluginHost) -> list[P
                 reason = "injectors with model inputs are not supported in multi-task pipelines yet"
             elif getattr(cls, "needs_unlabelled", False):
                 reason = "training on unlabelled text is single-task for now"
+            elif not getattr(cls, "supports_multitask", True):
+                reason = "it serves one task head only (supports_multitask = False)"
             elif getattr(cls, "needs_model", False):
                 reason = "augmenters that write views with the model need per_epoch "
                 reason += "augmentation, which multi-task pipelines do not support yet"

@@ -211,6 +211,9 @@ class MultiTaskModel(nn.Module):
     """
 
     main_input_name = "input_ids"
+    base_model_prefix = "encoder"
+    """As in ``transformers`` models: ``getattr(model, model.base_model_prefix)`` is the encoder
+    (objectives such as ``objectives.mlm`` reach it so)."""
 
     def __init__(self, heads: Mapping[str, nn.Module]) -> None:
         super().__init__()

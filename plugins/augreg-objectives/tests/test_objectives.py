@@ -263,3 +263,40 @@ def test_mlm_on_a_batch_of_special_tokens_only_is_zero() -> None:
     batch["attention_mask"][:, :2] = 1
     loss = mlm.loss(StepContext(model, batch, step=1))
     assert float(loss) == 0.0 and torch.isfinite(loss)
+
+
+# -- multi-task ------------------------------------------------------------------------------
+
+
+def test_mlm_trains_the_shared_encoder_of_a_multitask_model() -> None:
+    from augreg.multitask import TASK, TASKS, MultiTaskModel
+
+    mlm = _setup(MaskedLM())
+    model: Any = MultiTaskModel(
+        {"a": tiny_model("sequence_classification", 2, seed=3), "b": tiny_model(num_labels=3)}
+    ).train()
+    model = mlm.prepare_model(model, tiny_tokenizer())
+    a, b = _batch(), _batch()
+    a[TASK], b[TASK] = "a", "b"
+    b["labels"] = b["labels"] * 0 + 2
+    result = compute_loss(model, {TASKS: [a, b]}, [mlm])
+    assert list(result.parts) == ["a/objectives.mlm", "b/objectives.mlm"]
+    result.loss.backward()
+    assert float(model.get_input_embeddings().weight.grad.abs().sum()) > 0
+    head = dict(model.augreg_aux["objectives_mlm"].named_parameters())
+    assert head and all(p.grad is not None for p in head.values())
+
+
+def test_distillation_is_refused_in_a_multitask_pipeline(
+    teacher_folder: Path, train_file: Path
+) -> None:
+    from augreg.config import validate
+
+    task = {"data": {"train": str(train_file)}}
+    raw = {
+        "model": {"name": "m"},
+        "tasks": [{"name": "a", **task}, {"name": "b", **task}],
+        "objectives": [{"name": "objectives.distillation", "teacher": str(teacher_folder)}],
+    }
+    with pytest.raises(augreg.ConfigError, match="serves one task head only"):
+        validate(raw)

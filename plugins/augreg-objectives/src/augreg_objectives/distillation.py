@@ -79,6 +79,7 @@ class Distillation(augreg.Objective):
     """
 
     name = "objectives.distillation"
+    supports_multitask: ClassVar[bool] = False  # the teacher predicts one task's labels
     paper = "Hinton et al. 2015, Distilling the Knowledge in a Neural Network"
     conflicts_with: ClassVar[frozenset[str]] = frozenset(
         {"core.cross_entropy", "core.label_smoothing"}
