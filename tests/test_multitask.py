@@ -117,13 +117,14 @@ def test_every_misuse_is_reported_together_before_any_model_loads(
     raw["tasks"][1]["data"]["eval"]["gone"] = str(tmp_path / "missing.jsonl")
     raw["multitask"] = {"sampling": "proportional", "temperature": 3}
     raw["train"]["select_best"] = True
+    raw["train"]["eval_strategy"] = "epoch"
     text = _problems(raw)
     assert "tasks[1].name: 'sent' is also the name of tasks[0]" in text
     assert "token_classification is not supported in multi-task pipelines yet" in text
     assert "tasks[1].data.unlabelled" in text
     assert "tasks[1].data.eval.gone: file not found" in text
     assert 'multitask.temperature: is only used with sampling = "temperature"' in text
-    assert "select_best and early_stopping_patience are not supported" in text
+    assert "have no validation set" in text
 
 
 def test_schema_errors_do_not_hide_the_task_checks(
@@ -457,3 +458,67 @@ def test_readme_multitask_block_validates() -> None:
     raw["base_dir"] = str(ROOT)
     cfg = validate(raw)
     assert [t.name for t in cfg.tasks] == ["sst2", "trec"]
+
+
+def test_selection_needs_the_validation_sets_it_reads(
+    two_tasks: dict[str, Path], tmp_path: Path
+) -> None:
+    raw = _raw("no-model", two_tasks, tmp_path)
+    raw["train"].update(select_best=True, eval_strategy="epoch")
+    raw["tasks"][1]["data"]["validation"] = str(two_tasks["qtype_test"])
+    text = _problems(raw)
+    assert "the mean of accuracy over every task's validation set" in text
+    assert "task(s) sent have no validation set" in text
+    raw["train"]["metric"] = "qtype_macro_f1"  # one task's metric: its validation suffices
+    assert validate(raw).train.metric == "qtype_macro_f1"
+    raw["train"]["eval_strategy"] = "no"
+    assert "train.eval_strategy: is 'no', but select_best" in _problems(raw)
+
+
+def test_best_model_by_the_mean_validation_metric(
+    tiny_seq_model: Path, two_tasks: dict[str, Path], tmp_path: Path
+) -> None:
+    raw = _raw(tiny_seq_model, two_tasks, tmp_path)
+    raw["tasks"][0]["data"]["validation"] = str(two_tasks["sent"])
+    raw["tasks"][1]["data"]["validation"] = str(two_tasks["qtype_test"])
+    raw["train"].update(epochs=3, eval_strategy="epoch", select_best=True, learning_rate=5e-3)
+    pipe = augreg.Pipeline.from_validated(validate(raw))
+    result = pipe.run()
+    history = json.loads((result.run_dir / "log_history.json").read_text())
+    averages = [h["eval_average_accuracy"] for h in history if "eval_average_accuracy" in h]
+    assert len(averages) == 3
+    state = pipe.trainer.state
+    assert state.best_metric == pytest.approx(max(averages))
+    # the kept model is the best one: its validation figures give the best mean again
+    mean = (
+        result.metrics["sent_validation"]["accuracy"]
+        + result.metrics["qtype_validation"]["accuracy"]
+    ) / 2
+    assert mean == pytest.approx(max(averages))
+    assert augreg.load_model(result.run_dir).tasks == ["sent", "qtype"]
+
+    # a checkpoint (shared encoder written once) and loading it back as the best model
+    trainer = pipe.trainer
+    trainer._save(str(tmp_path / "ckpt"))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with torch.no_grad():
+        for param in trainer.model.parameters():
+            param.add_(1.0)
+    trainer.state.best_model_checkpoint = str(tmp_path / "ckpt")
+    trainer._load_best_model()
+    after = trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_average_metrics_over_the_validation_sets() -> None:
+    from augreg.trainer import average_metrics
+
+    metrics = {
+        "eval_a_validation_accuracy": 0.8,
+        "eval_b_validation_accuracy": 0.5,
+        "eval_a_validation_macro_f1": 0.7,  # b has none: no average
+        "eval_a_validation_runtime": 1.0,
+        "eval_b_validation_runtime": 3.0,
+    }
+    average = average_metrics(metrics, ["a_validation", "b_validation"])
+    assert average == {"eval_average_accuracy": pytest.approx(0.65)}

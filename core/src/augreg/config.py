@@ -273,7 +273,9 @@ class TrainConfig(_Strict):
         False, description="Keep the best checkpoint on the validation metric at the end."
     )
     metric: str | None = Field(
-        None, description="Validation metric for selection and early stopping (accuracy, f1, ...)."
+        None,
+        description="Validation metric for selection and early stopping (accuracy, f1, ...); "
+        "multi-task: its mean over the tasks, or <task>_<metric> for one task.",
     )
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after this many evaluations without improvement."
@@ -743,11 +745,53 @@ def _check_tasks(
             )
         )
     if train is not None and (train.select_best or train.early_stopping_patience):
+        problems.extend(_check_selection(entries, train))
+    return problems
+
+
+def selection_metric(task_names: Sequence[str], metric: str | None) -> tuple[str | None, str]:
+    """The task and metric that select a multi-task model (``train.metric``).
+
+    ``"<task>_<metric>"`` (``sst2_accuracy``) is that task's validation metric; a plain
+    metric (``accuracy``, the default) is its mean over every task's validation set.
+
+    Returns:
+        ``(task or None for the mean, metric)``.
+    """
+    chosen = metric or "accuracy"
+    for name in sorted(task_names, key=len, reverse=True):
+        if chosen.startswith(f"{name}_") and len(chosen) > len(name) + 1:
+            return name, chosen[len(name) + 1 :]
+    return None, chosen
+
+
+def _check_selection(entries: Sequence[TaskEntry | None], train: TrainConfig) -> list[Problem]:
+    """select_best / early stopping of a multi-task pipeline: the sets they read exist."""
+    problems: list[Problem] = []
+    if train.eval_strategy == "no":
+        problems.append(
+            Problem(
+                "train.eval_strategy",
+                "is 'no', but select_best/early stopping need evaluations; use 'epoch' or 'steps'",
+            )
+        )
+    known = [e for e in entries if e is not None]
+    task, metric = selection_metric([e.name for e in known], train.metric)
+    needed = [e for e in known if task is None or e.name == task]
+    lacking = [e.name for e in needed if e.data.validation is None]
+    if lacking:
+        what = (
+            f"the mean of {metric} over every task's validation set"
+            if task is None
+            else f"{task}'s validation {metric}"
+        )
         problems.append(
             Problem(
                 "train",
-                "select_best and early_stopping_patience are not supported in multi-task "
-                "pipelines yet (which task's metric?); turn them off",
+                f"select_best and early_stopping_patience use {what} (train.metric = "
+                f"{train.metric or 'accuracy'!r}), and task(s) {', '.join(lacking)} have no "
+                "validation set; add tasks[].data.validation, or name one task's metric "
+                '(train.metric = "<task>_accuracy"), or turn them off',
             )
         )
     return problems

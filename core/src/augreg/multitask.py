@@ -378,7 +378,6 @@ def load_multitask(folder: str | Path) -> MultiTaskModel:
         AugregError: another format, missing weights, or tensors that do not fit.
     """
     import transformers
-    from safetensors.torch import load_file
 
     folder = Path(folder)
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -407,14 +406,28 @@ def load_multitask(folder: str | Path) -> MultiTaskModel:
         loader: Any = transformers.AutoModelForSequenceClassification
         heads[str(entry["name"])] = loader.from_config(config)
     model = MultiTaskModel(heads)
+    load_multitask_state(model, weights)
+    return model.eval()
+
+
+def load_multitask_state(model: MultiTaskModel, weights: str | Path) -> None:
+    """Load tensors written by :func:`save_multitask` into ``model`` (same tasks and encoder).
+
+    Raises:
+        AugregError: tensors that do not fit (another model, or another version).
+    """
+    from safetensors.torch import load_file
+
     result = model.load_state_dict(load_file(str(weights)), strict=False)
     shared = f"{model.encoder_prefix}."
     first = model.tasks[0]
-    # heads.<task>.<encoder prefix>.* of the other tasks are the first task's encoder.
+    # heads.<task>.<encoder prefix>.* of the other tasks are the first task's encoder; modules
+    # that objectives and combiners train are not saved.
     missing = [
         k
         for k in result.missing_keys
-        if k.startswith(f"heads.{first}.") or not k.split(".", 2)[2].startswith(shared)
+        if not k.startswith("augreg_aux.")
+        and (k.startswith(f"heads.{first}.") or not k.split(".", 2)[2].startswith(shared))
     ]
     if missing or result.unexpected_keys:
         bad = [*missing, *result.unexpected_keys]
@@ -423,4 +436,3 @@ def load_multitask(folder: str | Path) -> MultiTaskModel:
             f"({len(bad)} tensors: {', '.join(bad[:3])}, ...). Load it with the augreg and "
             "transformers versions the run used (the run folder's augreg.lock lists them)."
         )
-    return model.eval()

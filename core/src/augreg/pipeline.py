@@ -49,6 +49,7 @@ from augreg.config import (
     PipelineConfig,
     config_from_kwargs,
     load_config,
+    selection_metric,
     validate,
 )
 from augreg.errors import AugregError, TrainingDivergedError
@@ -625,14 +626,30 @@ class Pipeline:
                 + ", ".join(f"{n}: {k} training examples" for n, k in sizes_by_task.items())
                 + f"; sampling {mt.sampling}"
             )
-        validation = {k: v for k, v in evals.items() if k.endswith("_validation")}
+        validation = {
+            f"{n}_validation": evals[f"{n}_validation"] for n in tasks if f"{n}_validation" in evals
+        }
+        select_task, select_metric = selection_metric(list(tasks), cfg.train.metric)
         args = training_arguments(
             cfg.train,
             str(run_dir / "checkpoints"),
             has_validation=bool(validation),
-            metric=tasks[first].default_metric,
+            # eval_<task>_validation_<m> per set; eval_average_<m> over them (the trainer)
+            metric=(
+                f"{select_task}_validation_{select_metric}"
+                if select_task
+                else (
+                    f"average_{select_metric}"
+                    if len(validation) > 1
+                    else f"{next(iter(validation), '')}_{select_metric}"
+                )
+            ),
             label_names=["labels"],
         )
+        if cfg.train.early_stopping_patience:
+            from transformers import EarlyStoppingCallback
+
+            callbacks = [*callbacks, EarlyStoppingCallback(cfg.train.early_stopping_patience)]
         trainer = AugregTrainer(
             model=model,
             args=args,

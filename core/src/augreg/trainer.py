@@ -19,7 +19,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from augreg.components import Combiner, Objective, Regularizer
 from augreg.config import TrainConfig
 from augreg.errors import TrainingDivergedError
-from augreg.multitask import TASK
+from augreg.multitask import TASK, MultiTaskModel, load_multitask_state, save_multitask
 from augreg.step import compute_loss
 
 
@@ -126,14 +126,77 @@ class AugregTrainer(Trainer):
         ignore_keys: list[str] | None = None,
         metric_key_prefix: str = "eval",
     ) -> dict[str, float]:
-        """The Trainer's evaluation; multi-task: with the metrics of the set's task."""
+        """The Trainer's evaluation; multi-task: with the metrics of the set's task.
+
+        Multi-task evaluation during training (``eval_dataset`` a dict of the tasks'
+        validation sets) adds ``<prefix>_average_<metric>``, the mean over the sets of each
+        metric they all have (MT-DNN's model selection), logs it and passes it to the
+        callbacks, so ``metric_for_best_model = "average_accuracy"`` and early stopping use it.
+        """
         if self.task_metrics and not isinstance(eval_dataset, dict):
             ds = eval_dataset
             if ds is None or isinstance(ds, str):
                 ds = self.eval_dataset[ds] if isinstance(ds, str) else self.eval_dataset  # type: ignore[index]
             if ds is not None and not isinstance(ds, dict) and TASK in ds.column_names:
                 self.compute_metrics = self.task_metrics[str(ds[0][TASK])]
-        return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        sets = self.eval_dataset if eval_dataset is None else eval_dataset
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if self.task_metrics and isinstance(sets, dict) and len(sets) > 1:
+            average = average_metrics(metrics, list(sets), metric_key_prefix)
+            self.log(average)
+            metrics.update(average)
+            self.control = self.callback_handler.on_evaluate(
+                self.args, self.state, self.control, metrics
+            )
+        return metrics
+
+    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        # A multi-task model's heads share one encoder: safetensors refuses shared tensors, so
+        # checkpoints are written as the run's model is (encoder once).
+        if not isinstance(self.model, MultiTaskModel):
+            super()._save(output_dir, state_dict)
+            return
+        folder = output_dir if output_dir is not None else self.args.output_dir
+        if self.args.should_save:
+            save_multitask(str(folder), self.model, self.processing_class)
+
+    def _load_best_model(self) -> None:
+        if not isinstance(self.model, MultiTaskModel):
+            super()._load_best_model()
+            return
+        from pathlib import Path
+
+        from augreg.multitask import WEIGHTS
+
+        assert self.state.best_model_checkpoint is not None
+        load_multitask_state(self.model, Path(self.state.best_model_checkpoint) / WEIGHTS)
+
+
+def average_metrics(
+    metrics: Mapping[str, float], sets: Sequence[str], prefix: str = "eval"
+) -> dict[str, float]:
+    """``<prefix>_average_<m>``: the mean of ``<prefix>_<set>_<m>`` over ``sets``, for every
+    numeric metric ``m`` (runtime and throughput figures left out) that all sets have.
+
+    Example:
+        >>> average_metrics({"eval_a_accuracy": 0.8, "eval_b_accuracy": 0.6}, ["a", "b"])
+        {'eval_average_accuracy': 0.7}
+    """
+    skip = {"runtime", "samples_per_second", "steps_per_second", "loss"}
+    per_set: list[dict[str, float]] = []
+    for name in sets:
+        head = f"{prefix}_{name}_"
+        per_set.append(
+            {
+                k[len(head) :]: float(v)
+                for k, v in metrics.items()
+                if k.startswith(head) and isinstance(v, (int, float))
+            }
+        )
+    common = set.intersection(*(set(d) for d in per_set)) - skip if per_set else set()
+    return {
+        f"{prefix}_average_{m}": sum(d[m] for d in per_set) / len(per_set) for m in sorted(common)
+    }
 
 
 class EpochCallback(TrainerCallback):
