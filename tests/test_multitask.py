@@ -112,7 +112,6 @@ def test_every_misuse_is_reported_together_before_any_model_loads(
 ) -> None:
     raw = _raw("no-such-model", two_tasks, tmp_path)
     raw["tasks"][1]["name"] = "sent"
-    raw["tasks"][0]["type"] = "token_classification"
     raw["tasks"][1]["data"]["unlabelled"] = str(two_tasks["sent"])
     raw["tasks"][1]["data"]["eval"]["gone"] = str(tmp_path / "missing.jsonl")
     raw["multitask"] = {"sampling": "proportional", "temperature": 3}
@@ -120,7 +119,6 @@ def test_every_misuse_is_reported_together_before_any_model_loads(
     raw["train"]["eval_strategy"] = "epoch"
     text = _problems(raw)
     assert "tasks[1].name: 'sent' is also the name of tasks[0]" in text
-    assert "token_classification is not supported in multi-task pipelines yet" in text
     assert "tasks[1].data.unlabelled" in text
     assert "tasks[1].data.eval.gone: file not found" in text
     assert 'multitask.temperature: is only used with sampling = "temperature"' in text
@@ -331,6 +329,25 @@ class _OneHead(augreg.Regularizer):
         return ctx.logits.sum() * 0.0
 
 
+class _SequenceOnly(augreg.Regularizer):
+    """A regularizer for sequence classification only."""
+
+    name = "test.sequence_only"
+    supports_tasks = frozenset({"sequence_classification"})
+
+    def loss(self, ctx: Any) -> torch.Tensor:
+        return ctx.logits.sum() * 0.0
+
+
+class _Same(augreg.Augmenter):
+    """An augmenter that copies the example."""
+
+    name = "test.same"
+
+    def augment(self, example: Any, rng: Any) -> list[Any]:
+        return [dict(example)]
+
+
 class _Plugin:
     @augreg.hookimpl
     def augreg_register_combiners(self, register: augreg.Register) -> None:
@@ -339,6 +356,11 @@ class _Plugin:
     @augreg.hookimpl
     def augreg_register_regularizers(self, register: augreg.Register) -> None:
         register(_OneHead)
+        register(_SequenceOnly)
+
+    @augreg.hookimpl
+    def augreg_register_augmenters(self, register: augreg.Register) -> None:
+        register(_Same)
 
 
 def test_component_without_multitask_support_is_a_config_error(
@@ -522,3 +544,75 @@ def test_average_metrics_over_the_validation_sets() -> None:
     }
     average = average_metrics(metrics, ["a_validation", "b_validation"])
     assert average == {"eval_average_accuracy": pytest.approx(0.65)}
+
+
+# -- token classification in the mix --------------------------------------------------------------
+
+NER = [
+    {
+        "tokens": ["John", "Smith", "went", "to", "Paris", "."],
+        "ner_tags": ["B-PER", "I-PER", "O", "O", "B-LOC", "O"],
+    },
+    {"tokens": ["Mary", "lives", "in", "Rome"], "ner_tags": ["B-PER", "O", "O", "B-LOC"]},
+    {
+        "tokens": ["the", "king", "of", "Peru", "is", "here"],
+        "ner_tags": ["O", "O", "O", "B-LOC", "O", "O"],
+    },
+]
+
+
+def _with_ner(
+    files: dict[str, Path], tmp_path: Path, model: Path | str, **task: Any
+) -> dict[str, Any]:
+    ner = write_jsonl(tmp_path / "data" / "ner.jsonl", NER * 3)
+    raw = _raw(model, files, tmp_path)
+    raw["tasks"][1] = {
+        "name": "ner",
+        "type": "token_classification",
+        "data": {"train": str(ner), "test": str(ner), "columns": {"tags": "ner_tags"}},
+        **task,
+    }
+    return raw
+
+
+def test_components_are_checked_against_every_task_type(
+    two_tasks: dict[str, Path], tmp_path: Path
+) -> None:
+    host = isolated_host({"test": _Plugin()})
+    raw = _with_ner(two_tasks, tmp_path, "no-model")
+    raw["regularize"] = ["test.sequence_only"]
+    raw["augment"] = ["test.same"]
+    text = _problems(raw, host)
+    assert "regularize[0] test.sequence_only" in text
+    assert "does not support token_classification, the type of task(s) ner" in text
+    assert "augment[0] test.same" in text
+    assert "the tasks mix sequence_classification and token_classification" in text
+
+
+def test_sequence_and_token_tasks_share_the_encoder(
+    tiny_seq_model: Path, two_tasks: dict[str, Path], tmp_path: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    raw = _with_ner(two_tasks, tmp_path, tiny_seq_model)
+    raw["tasks"] = [raw["tasks"][1], raw["tasks"][0]]  # the token task first
+    pipe = augreg.Pipeline.from_validated(validate(raw))
+    result = pipe.run()
+    assert set(result.metrics) == {"ner_test", "sent_test"}
+    assert {"f1", "precision", "recall", "accuracy"} <= set(result.metrics["ner_test"])
+    assert result.train["tasks"]["ner"]["labels"] == ["O", "B-LOC", "B-PER", "I-LOC", "I-PER"]
+    model = pipe.trainer.model.eval()
+    assert model.encoder_task == "sent"  # the encoder with the pooler sequence heads read
+    assert model.head("ner").bert is model.head("sent").bert
+    assert model.head("ner").bert.pooler is not None
+    loaded = augreg.load_model(result.run_dir)
+    tok = AutoTokenizer.from_pretrained(str(result.run_dir / "model"))
+    enc = tok(["john went to rome"], return_tensors="pt")
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+    with torch.no_grad():
+        for task in ("ner", "sent"):
+            # same weights; the pooler's matmul may round differently by 1e-8 between copies
+            a = model(**enc, augreg_task=task).logits
+            b = loaded(**enc, augreg_task=task).logits
+            assert torch.allclose(a, b, rtol=0, atol=1e-6)
+    assert type(loaded.head("ner")).__name__ == "BertForTokenClassification"

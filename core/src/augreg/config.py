@@ -187,9 +187,9 @@ SamplingMode = Literal["proportional", "uniform", "temperature"]
 class TaskEntry(_Strict):
     """One task of a multi-task pipeline (``[[tasks]]``): its name, head, data and loss weight.
 
-    Every task has its own head on the shared encoder, its own data (the same fields as
-    ``[data]``: train, validation, test, eval, columns, train_size, ...) and its own metrics,
-    written as ``<task>_<set>`` (``trec_test``).
+    Every task has its own head on the shared encoder (sequence or token classification),
+    its own data (the same fields as ``[data]``: train, validation, test, eval, columns,
+    train_size, ...) and its own metrics, written as ``<task>_<set>`` (``trec_test``).
     """
 
     name: str = Field(
@@ -202,6 +202,9 @@ class TaskEntry(_Strict):
         None,
         min_length=1,
         description="Label names in index order; inferred from the task's training data if unset.",
+    )
+    tag_scheme: Literal["iob1", "iob2", "bio"] = Field(
+        "iob2", description="Token classification: tag scheme of the files (converted to IOB2)."
     )
     data: DataConfig = Field(description="The task's data, as in [data].")
     weight: float = Field(
@@ -444,7 +447,8 @@ def validate(
     # Components first: their specs are normalized before the structural validation.
     specs: dict[str, list[dict[str, Any]]] = {}
     names_in_use: list[tuple[str, int, str]] = []
-    task_type = _task_type(data.get("task"))
+    # Multi-task: every task type is checked after the structure (_check_multitask_components).
+    task_type = None if data.get("tasks") else _task_type(data.get("task"))
     for section, kind in SECTIONS.items():
         items = data.get(section, []) or []
         if isinstance(items, (str, Mapping, Component)):
@@ -657,7 +661,9 @@ def _prepare_tasks(data: dict[str, Any]) -> list[Problem]:
             )
         seen.setdefault(name, i)
     first = tasks[0] if isinstance(tasks[0], Mapping) else {}
-    data["task"] = {k: first[k] for k in ("type", "labels") if k in first and first[k] is not None}
+    data["task"] = {
+        k: first[k] for k in ("type", "labels", "tag_scheme") if k in first and first[k] is not None
+    }
     data["data"] = first.get("data") if isinstance(first.get("data"), Mapping) else None
     if data["data"] is None:
         data.pop("data")  # reported as tasks[0].data missing
@@ -710,15 +716,6 @@ def _check_tasks(
         if entry is None:
             continue
         where = f"tasks[{i}]"
-        if entry.type != "sequence_classification":
-            problems.append(
-                Problem(
-                    f"{where}.type",
-                    f"{entry.type} is not supported in multi-task pipelines yet (only "
-                    "sequence_classification); train it in its own pipeline with [task] and "
-                    "[data]",
-                )
-            )
         for fld, fix in (
             ("unlabelled", "remove it (consistency training is single-task for now)"),
             ("cache_dir", "set it once in the first task's data"),
@@ -800,6 +797,7 @@ def _check_selection(entries: Sequence[TaskEntry | None], train: TrainConfig) ->
 def _check_multitask_components(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:
     """Components a multi-task pipeline cannot run yet: each is named with the reason."""
     problems: list[Problem] = []
+    types = sorted({t.type for t in cfg.tasks})
     for section in SECTIONS:
         for i, spec in enumerate(getattr(cfg, section)):
             found = host.find(spec.name)
@@ -807,7 +805,19 @@ def _check_multitask_components(cfg: PipelineConfig, host: PluginHost) -> list[P
                 continue
             cls = found.cls
             reason = None
-            if section == "adapters":
+            unsupported = [t for t in types if t not in cls.supports_tasks]
+            if unsupported:
+                reason = (
+                    f"does not support {', '.join(unsupported)}, the type of task(s) "
+                    f"{', '.join(t.name for t in cfg.tasks if t.type in unsupported)}; it "
+                    f"supports {', '.join(sorted(cls.supports_tasks))}"
+                )
+            elif section in ("augment", "inject") and len(types) > 1:
+                reason = (
+                    "augmenters and injectors run on one kind of example, and the tasks mix "
+                    f"{' and '.join(types)}"
+                )
+            elif section == "adapters":
                 reason = "adapters are not supported in multi-task pipelines yet"
             elif getattr(cls, "model_inputs", ()):
                 reason = "injectors with model inputs are not supported in multi-task pipelines yet"

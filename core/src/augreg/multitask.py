@@ -1,6 +1,7 @@
 """Multi-task training: one shared encoder, one ``transformers`` head per task.
 
-A pipeline with ``[[tasks]]`` trains several sequence-classification tasks at once, as
+A pipeline with ``[[tasks]]`` trains several classification tasks at once (sequence and token
+classification may be mixed), as
 MT-DNN does (Liu et al. 2019, Multi-Task Deep Neural Networks for Natural Language
 Understanding): the pretrained encoder is shared, each task keeps its own classification head,
 and every batch holds examples of one task, drawn by :class:`MultiTaskBatchSampler`
@@ -9,9 +10,9 @@ al. 2020). The step's loss terms are named ``<task>/<component>``, so a combiner
 (``train.combiner``) weighs tasks against each other, and each task's terms are logged apart.
 
 The heads are the ``transformers`` ones: every task gets an
-``AutoModelForSequenceClassification`` built for its labels, and all of them hold the same
-encoder module (``base_model_prefix``), so a head alone (:meth:`MultiTaskModel.head`) is an
-ordinary ``transformers`` model that predicts its task.
+``AutoModelForSequenceClassification`` (or ``AutoModelForTokenClassification``) built for its
+labels, and all of them hold the same encoder module (``base_model_prefix``), so a head alone
+(:meth:`MultiTaskModel.head`) is an ordinary ``transformers`` model that predicts its task.
 
 Example::
 
@@ -200,14 +201,17 @@ def task_groups(inputs: Mapping[str, Any]) -> list[tuple[str | None, Mapping[str
 class MultiTaskModel(nn.Module):
     """Task heads around one shared encoder; ``forward(augreg_task=<name>, **inputs)``.
 
-    Each head is a ``transformers`` sequence-classification model; the first one's encoder
-    (its ``base_model_prefix`` module) is set into every other, so the encoder's parameters
-    exist once and get the gradients of every task, while a task's loss reaches only its own
-    head. ``get_input_embeddings`` is the shared encoder's, so embedding-space regularizers
-    (FGM, R-Drop, ...) act as in a single-task model.
+    Each head is a ``transformers`` sequence- or token-classification model; the encoder of
+    ``encoder_task`` (its ``base_model_prefix`` module) is set into every other, so the
+    encoder's parameters exist once and get the gradients of every task, while a task's loss
+    reaches only its own head. ``get_input_embeddings`` is the shared encoder's, so
+    embedding-space regularizers (FGM, R-Drop, ...) act as in a single-task model.
 
     Args:
         heads: Task name -> ``transformers`` model for that task, in task order.
+        encoder_task: The task whose encoder is shared (default: the first). Take a
+            sequence-classification task when there is one: its encoder has the pooler that
+            sequence heads read (token-classification models are built without it).
     """
 
     main_input_name = "input_ids"
@@ -215,12 +219,13 @@ class MultiTaskModel(nn.Module):
     """As in ``transformers`` models: ``getattr(model, model.base_model_prefix)`` is the encoder
     (objectives such as ``objectives.mlm`` reach it so)."""
 
-    def __init__(self, heads: Mapping[str, nn.Module]) -> None:
+    def __init__(self, heads: Mapping[str, nn.Module], encoder_task: str | None = None) -> None:
         super().__init__()
         if len(heads) < 1:
             raise ValueError("augreg: a multi-task model needs at least one task head")
         items = list(heads.items())
-        first = items[0][1]
+        self.encoder_task = items[0][0] if encoder_task is None else encoder_task
+        first = heads[self.encoder_task]
         prefix = str(getattr(first, "base_model_prefix", ""))
         encoder = getattr(first, prefix, None) if prefix else None
         if not isinstance(encoder, nn.Module):
@@ -229,8 +234,9 @@ class MultiTaskModel(nn.Module):
                 f"{prefix!r}, so heads cannot share it; multi-task training needs a "
                 "transformers model with a base model (BERT, RoBERTa, DeBERTa, ...)."
             )
-        for _, head in items[1:]:
-            setattr(head, prefix, encoder)
+        for name, head in items:
+            if name != self.encoder_task:
+                setattr(head, prefix, encoder)
         self.heads = nn.ModuleDict(dict(items))
         self.encoder_prefix = prefix
         self.config: Any = first.config
@@ -261,13 +267,13 @@ class MultiTaskModel(nn.Module):
     @property
     def encoder(self) -> nn.Module:
         """The shared encoder module."""
-        module = getattr(self.head(self.tasks[0]), self.encoder_prefix)
+        module = getattr(self.head(self.encoder_task), self.encoder_prefix)
         assert isinstance(module, nn.Module)
         return module
 
     def get_input_embeddings(self) -> nn.Module:
         """The shared encoder's input embeddings."""
-        head: Any = self.head(self.tasks[0])
+        head: Any = self.head(self.encoder_task)
         module = head.get_input_embeddings()
         assert isinstance(module, nn.Module)
         return module
@@ -289,18 +295,23 @@ class MultiTaskModel(nn.Module):
 def build_multitask_model(tasks: Mapping[str, Task], model_cfg: ModelConfig) -> MultiTaskModel:
     """The pretrained encoder with a fresh head per task (seed the process first).
 
-    The first task's model is loaded with its pretrained encoder; every other task's model is
-    built from the same config with its own labels (``from_config``, whose randomly initialised
-    encoder is then replaced by the shared one: a few hundred ms for MiniLM, paid once) and
-    its head initialised as ``from_pretrained`` initialises a new head.
+    The first sequence-classification task's model (else the first task's) is loaded with its
+    pretrained encoder; every other task's model is built from the same config with its own
+    labels (``from_config``, whose randomly initialised encoder is then replaced by the shared
+    one: a few hundred ms for MiniLM, paid once) and its head initialised as
+    ``from_pretrained`` initialises a new head.
     """
     import transformers
 
     names = list(tasks)
-    first = tasks[names[0]].load_model(model_cfg)
-    heads: dict[str, nn.Module] = {names[0]: first}
-    for name in names[1:]:
+    donor = next((n for n in names if tasks[n].type == "sequence_classification"), names[0])
+    first = tasks[donor].load_model(model_cfg)
+    heads: dict[str, nn.Module] = {}
+    for name in names:
         task = tasks[name]
+        if name == donor:
+            heads[name] = first
+            continue
         config = type(first.config).from_dict(
             {
                 **first.config.to_dict(),
@@ -311,7 +322,7 @@ def build_multitask_model(tasks: Mapping[str, Task], model_cfg: ModelConfig) -> 
         )
         loader = getattr(transformers, task.auto_model)
         heads[name] = loader.from_config(config)
-    return MultiTaskModel(heads)
+    return MultiTaskModel(heads, encoder_task=donor)
 
 
 def _task_entries(model: MultiTaskModel) -> list[dict[str, Any]]:
@@ -322,7 +333,11 @@ def _task_entries(model: MultiTaskModel) -> list[dict[str, Any]]:
         out.append(
             {
                 "name": name,
-                "type": "sequence_classification",
+                "type": (
+                    "token_classification"
+                    if "TokenClassification" in type(head).__name__
+                    else "sequence_classification"
+                ),
                 "labels": [str(id2label[k]) for k in sorted(id2label, key=int)],
             }
         )
@@ -345,7 +360,6 @@ def save_multitask(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    names = model.tasks
     shared = f"{model.encoder_prefix}."
     state: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
@@ -353,14 +367,15 @@ def save_multitask(
         if AUX in parts:
             continue
         task, _, rest = key[len("heads.") :].partition(".")
-        if task != names[0] and rest.startswith(shared):
-            continue  # the shared encoder, saved once under the first task
+        if task != model.encoder_task and rest.startswith(shared):
+            continue  # the shared encoder, saved once under its task
         state[key] = value.detach().cpu().contiguous().clone()
     save_file(state, str(folder / WEIGHTS), metadata={"format": FORMAT})
     manifest = {
         "format": FORMAT,
         "tasks": _task_entries(model),
         "encoder_prefix": model.encoder_prefix,
+        "encoder_task": model.encoder_task,
         "config": model.config.to_dict(),
         "seed": seed,
         "weights": WEIGHTS,
@@ -403,9 +418,13 @@ def load_multitask(folder: str | Path) -> MultiTaskModel:
                 "label2id": {name: i for i, name in enumerate(labels)},
             }
         )
-        loader: Any = transformers.AutoModelForSequenceClassification
+        loader: Any = (
+            transformers.AutoModelForTokenClassification
+            if entry.get("type") == "token_classification"
+            else transformers.AutoModelForSequenceClassification
+        )
         heads[str(entry["name"])] = loader.from_config(config)
-    model = MultiTaskModel(heads)
+    model = MultiTaskModel(heads, encoder_task=manifest.get("encoder_task"))
     load_multitask_state(model, weights)
     return model.eval()
 
@@ -420,8 +439,8 @@ def load_multitask_state(model: MultiTaskModel, weights: str | Path) -> None:
 
     result = model.load_state_dict(load_file(str(weights)), strict=False)
     shared = f"{model.encoder_prefix}."
-    first = model.tasks[0]
-    # heads.<task>.<encoder prefix>.* of the other tasks are the first task's encoder; modules
+    first = model.encoder_task
+    # heads.<task>.<encoder prefix>.* of the other tasks are the shared encoder; modules
     # that objectives and combiners train are not saved.
     missing = [
         k

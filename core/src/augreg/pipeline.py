@@ -269,14 +269,15 @@ class Pipeline:
             return self.config.resolve_path(self.config.data.cache_dir)
         return Path(os.environ.get("AUGREG_CACHE", Path.home() / ".cache" / "augreg"))
 
-    def data_stage(self) -> DataStage:
+    def data_stage(self, task: str | None = None) -> DataStage:
+        """The data stage (injectors, augmenters) for ``task`` (default: the pipeline's)."""
         from augreg.data import DataStage
 
         return DataStage(
             injectors=self.injectors,
             augmenters=self.augmenters,
             seed=self.config.train.seed,
-            task=self.config.task.type,
+            task=task or self.config.task.type,
             cache_dir=self.cache_dir(),
             keep_original=self.config.data.keep_original,
             show_progress=self.config.train.progress,
@@ -522,8 +523,8 @@ class Pipeline:
         task), goes through the same injectors, augmenters and tokenizer, and is evaluated on
         its own sets with its own metrics, written as ``<task>_<set>``.
         """
+        import torch
         import transformers
-        from datasets import concatenate_datasets
 
         from augreg.config import TaskConfig
         from augreg.data import load_data
@@ -545,7 +546,9 @@ class Pipeline:
         for i, entry in enumerate(cfg.tasks):
             sub = cfg.model_copy(
                 update={
-                    "task": TaskConfig(type=entry.type, labels=entry.labels),
+                    "task": TaskConfig(
+                        type=entry.type, labels=entry.labels, tag_scheme=entry.tag_scheme
+                    ),
                     "data": entry.data,
                     "tasks": [],
                 }
@@ -560,14 +563,17 @@ class Pipeline:
                 ) from exc
         tasks = {
             entry.name: get_task(
-                TaskConfig(type=entry.type, labels=entry.labels), bundles[entry.name].labels
+                TaskConfig(type=entry.type, labels=entry.labels, tag_scheme=entry.tag_scheme),
+                bundles[entry.name].labels,
             )
             for entry in cfg.tasks
         }
         first = cfg.tasks[0].name
         tokenizer = tasks[first].load_tokenizer(cfg.model)
         self.setup_components(bundles[first], tokenizer)
-        stage = self.data_stage()
+        # Tasks of both types never have augmenters or injectors (config check), so the stage
+        # of the first task's type serves them all; each type still gets its own stage.
+        stages = {t.type: self.data_stage(t.type) for t in cfg.tasks}
         max_length = cfg.model.max_length
 
         def encode(ds: Dataset, name: str, by_length: bool) -> Dataset:
@@ -589,7 +595,7 @@ class Pipeline:
         train_parts: list[Dataset] = []
         evals: dict[str, Dataset] = {}
         for entry in cfg.tasks:
-            name, bundle = entry.name, bundles[entry.name]
+            name, bundle, stage = entry.name, bundles[entry.name], stages[entry.type]
             train_parts.append(encode(stage.expand(stage.inject(bundle.train)), name, False))
             sets = {"validation": bundle.validation, "test": bundle.test, **bundle.eval}
             for set_name, ds in sets.items():
@@ -597,7 +603,9 @@ class Pipeline:
                     evals[f"{name}_{set_name}"] = encode(stage.inject(ds), name, True)
         sizes = [len(ds) for ds in train_parts]
         sizes_by_task = dict(zip(tasks, sizes, strict=True))
-        train_dataset = concatenate_datasets(train_parts)
+        # A torch ConcatDataset: token and sequence tasks' label columns differ in type, which
+        # datasets.concatenate_datasets refuses; the batch sampler indexes the parts in order.
+        train_dataset: Any = torch.utils.data.ConcatDataset(train_parts)
         mt = cfg.multitask or MultiTaskConfig()
         sampler = MultiTaskBatchSampler(
             sizes,
@@ -665,6 +673,7 @@ class Pipeline:
             batch_sampler=sampler,
             task_metrics={n: t.compute_metrics for n, t in tasks.items()},
             task_weights={entry.name: entry.weight for entry in cfg.tasks},
+            task_types={entry.name: entry.type for entry in cfg.tasks},
         )
         train_output, timing = _train(
             trainer,
@@ -688,7 +697,7 @@ class Pipeline:
             "total_parameters": total,
             "trainable_share": round(trainable / max(total, 1), 6),
             "extra_passes": round(sum(c.extra_passes for c in self.all_components()), 4),
-            "data_report": getattr(stage, "report", {}),
+            "data_report": {t: getattr(st, "report", {}) for t, st in stages.items()},
             "skipped_rows": {
                 f"{n}_{split}": ids for n, b in bundles.items() for split, ids in b.skipped.items()
             },

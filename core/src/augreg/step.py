@@ -102,6 +102,7 @@ def compute_loss(
     combiner: Combiner | None = None,
     total_steps: int | None = None,
     task_weights: Mapping[str, float] | None = None,
+    task_types: Mapping[str, str] | None = None,
 ) -> StepResult:
     """Objectives on the clean pass plus regularizer terms, combined (weighted sum by default).
 
@@ -113,8 +114,9 @@ def compute_loss(
     the components as ``ctx.unlabelled``; the model never sees them in the clean pass.
 
     A multi-task batch (:func:`augreg.multitask.task_groups`: one batch per task of the step)
-    runs every component on each task's batch; the terms are named ``<task>/<component>`` and
-    weighted by ``task_weights[task]`` as well, and the result's context is the last task's.
+    runs every component on each task's batch (``ctx.task`` = ``task_types[task]``); the terms
+    are named ``<task>/<component>`` and weighted by ``task_weights[task]`` as well, and the
+    result's context is the last task's.
 
     Raises:
         TrainingDivergedError: the loss is NaN or infinite (names the step and components).
@@ -136,7 +138,7 @@ def compute_loss(
         ctx = StepContext(
             model,
             batch,
-            task=task,
+            task=task if task_name is None else (task_types or {}).get(task_name, task),
             objectives=[(o, _weight(o)) for o in objectives],
             copies=copies,
             step=step,

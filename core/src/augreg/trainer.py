@@ -36,6 +36,7 @@ class AugregTrainer(Trainer):
         task_metrics: Multi-task: task name -> its ``compute_metrics``; an evaluation set's
             task is read from its ``augreg_task`` column.
         task_weights: Multi-task: task name -> weight of its loss terms.
+        task_types: Multi-task: task name -> its task type (``ctx.task`` of its batches).
         *args, **kwargs: Passed to ``transformers.Trainer``.
     """
 
@@ -49,12 +50,14 @@ class AugregTrainer(Trainer):
         batch_sampler: Any = None,
         task_metrics: Mapping[str, Callable[[Any], dict[str, float]]] | None = None,
         task_weights: Mapping[str, float] | None = None,
+        task_types: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.batch_sampler = batch_sampler
         self.task_metrics = dict(task_metrics or {})
         self.task_weights = dict(task_weights or {})
+        self.task_types = dict(task_types or {})
         self.combiner = combiner
         self.objectives = list(objectives)
         self.regularizers = list(regularizers)
@@ -84,6 +87,7 @@ class AugregTrainer(Trainer):
                 combiner=self.combiner,
                 total_steps=int(self.state.max_steps or 0) or None,
                 task_weights=self.task_weights,
+                task_types=self.task_types,
             )
         except TrainingDivergedError:
             raise
