@@ -616,3 +616,59 @@ def test_sequence_and_token_tasks_share_the_encoder(
             b = loaded(**enc, augreg_task=task).logits
             assert torch.allclose(a, b, rtol=0, atol=1e-6)
     assert type(loaded.head("ner")).__name__ == "BertForTokenClassification"
+
+
+# -- the rest of the pipeline's face --------------------------------------------------------------
+
+
+def test_load_data_per_task(
+    tiny_seq_model: Path, two_tasks: dict[str, Path], tmp_path: Path
+) -> None:
+    pipe = augreg.Pipeline.from_validated(validate(_raw(tiny_seq_model, two_tasks, tmp_path)))
+    bundle = pipe.load_data("qtype")
+    assert bundle.labels == ["desc", "hum", "loc"] and len(bundle.train) == 18
+    assert set(bundle.eval) == {"again"}
+    with pytest.raises(augreg.AugregError, match=r"name one \(load_data\(task='sent'\)\)"):
+        pipe.load_data()
+    assert len(pipe.augment(task="sent")) == 16
+
+
+def test_bench_refuses_a_multitask_base(two_tasks: dict[str, Path], tmp_path: Path) -> None:
+    from augreg.bench.spec import load_spec
+
+    spec = {
+        "name": "mt",
+        "base": _raw("no-model", two_tasks, tmp_path),
+        "seeds": 1,
+        "eval": {"test": str(two_tasks["sent"])},
+        "variants": [{"name": "rdrop", "add": ["core.rdrop"]}],
+        "output_dir": str(tmp_path / "bench"),
+    }
+    with pytest.raises(augreg.ConfigError, match="augreg bench compares single-task"):
+        load_spec(spec, source="spec.toml")
+
+
+def test_command_line_reads_a_multitask_config(two_tasks: dict[str, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from augreg.cli import app
+
+    config = tmp_path / "mt.toml"
+    config.write_text(
+        'name = "mt"\n[model]\nname = "unused"\n'
+        f'[[tasks]]\nname = "sent"\n[tasks.data]\ntrain = "{two_tasks["sent"]}"\n'
+        f'[[tasks]]\nname = "qtype"\n[tasks.data]\ntrain = "{two_tasks["qtype"]}"\n'
+        '[[augment]]\nname = "hello.shout"\ncopies = 1\n',
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    checked = runner.invoke(app, ["validate", str(config)])
+    assert checked.exit_code == 0, checked.output
+    assert "tasks: sent, qtype" in checked.output
+    out = tmp_path / "aug.jsonl"
+    made = runner.invoke(
+        app, ["augment", str(two_tasks["qtype_test"]), str(out), "--config", str(config)]
+    )
+    assert made.exit_code == 0, made.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 * 9 and {r["augreg_source"] for r in rows} == {"original", "hello.shout"}

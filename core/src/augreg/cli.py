@@ -187,6 +187,14 @@ def augment(
             raw = read_config_file(config)
             raw.setdefault("base_dir", str(config.resolve().parent))
             data = dict(raw.get("data") or {})
+            tasks = raw.pop("tasks", None)
+            raw.pop("multitask", None)
+            if isinstance(tasks, list) and tasks and isinstance(tasks[0], dict):
+                # A multi-task config: its data stage serves every task; the file is read as
+                # the first task's examples (its type and tag scheme).
+                first = tasks[0]
+                raw["task"] = {k: first[k] for k in ("type", "tag_scheme") if k in first}
+                data = {"columns": dict((first.get("data") or {}).get("columns") or {})}
         else:
             host = default_host()
             opts = _parse_assignments(option, "--option")

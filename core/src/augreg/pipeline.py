@@ -258,11 +258,44 @@ class Pipeline:
 
     # -- stages ----------------------------------------------------------------------------
 
-    def load_data(self) -> DataBundle:
-        """Load and check every split; take the training subset."""
-        from augreg.data import load_data
+    def load_data(self, task: str | None = None) -> DataBundle:
+        """Load and check every split; take the training subset.
 
-        return load_data(self.config)
+        Args:
+            task: Multi-task pipelines: the task whose data to load (required there).
+
+        Raises:
+            AugregError: a multi-task pipeline without ``task``, or an unknown task.
+            DataError: unusable data; in a multi-task pipeline the message names the task.
+        """
+        from augreg.config import TaskConfig
+        from augreg.data import load_data
+        from augreg.errors import DataError
+
+        names = [t.name for t in self.config.tasks]
+        if not names:
+            return load_data(self.config)
+        if task not in names:
+            raise AugregError(
+                f"augreg: this pipeline has tasks {names}, each with its own data; name one "
+                f"(load_data(task={names[0]!r})), got {task!r}"
+            )
+        i = names.index(task)
+        entry = self.config.tasks[i]
+        sub = self.config.model_copy(
+            update={
+                "task": TaskConfig(
+                    type=entry.type, labels=entry.labels, tag_scheme=entry.tag_scheme
+                ),
+                "data": entry.data,
+                "tasks": [],
+            }
+        )
+        try:
+            return load_data(sub)
+        except DataError as exc:
+            message = str(exc).removeprefix("augreg: ")
+            raise DataError(f"augreg: task {task!r} (tasks[{i}].data): {message}") from exc
 
     def cache_dir(self) -> Path:
         if self.config.data.cache_dir:
@@ -300,11 +333,15 @@ class Pipeline:
         for comp in self.all_components():
             comp.setup(ctx)
 
-    def augment(self, bundle: DataBundle | None = None) -> Dataset:
-        """Run the data stage (injectors, then augmenters) on the training split."""
-        bundle = bundle or self.load_data()
+    def augment(self, bundle: DataBundle | None = None, task: str | None = None) -> Dataset:
+        """Run the data stage (injectors, then augmenters) on the training split.
+
+        ``task``: multi-task pipelines, the task whose training split to augment (required).
+        """
+        bundle = bundle or self.load_data(task)
         self.setup_components(bundle)
-        stage = self.data_stage()
+        entry = next((t for t in self.config.tasks if t.name == task), None)
+        stage = self.data_stage(entry.type if entry is not None else None)
         return stage.expand(stage.inject(bundle.train))
 
     # -- the run ---------------------------------------------------------------------------
@@ -527,8 +564,6 @@ class Pipeline:
         import transformers
 
         from augreg.config import TaskConfig
-        from augreg.data import load_data
-        from augreg.errors import DataError
         from augreg.multitask import (
             TASK,
             MultiTaskBatchSampler,
@@ -542,25 +577,7 @@ class Pipeline:
         cfg = self.config
         run_dir, main = self._start_run(output_dir)
         t0 = time.perf_counter()
-        bundles: dict[str, DataBundle] = {}
-        for i, entry in enumerate(cfg.tasks):
-            sub = cfg.model_copy(
-                update={
-                    "task": TaskConfig(
-                        type=entry.type, labels=entry.labels, tag_scheme=entry.tag_scheme
-                    ),
-                    "data": entry.data,
-                    "tasks": [],
-                }
-            )
-            try:
-                bundles[entry.name] = load_data(sub)
-            except DataError as exc:
-                raise DataError(
-                    f"augreg: task {entry.name!r} (tasks[{i}].data): {exc}".replace(
-                        ": augreg: ", ": "
-                    )
-                ) from exc
+        bundles = {entry.name: self.load_data(entry.name) for entry in cfg.tasks}
         tasks = {
             entry.name: get_task(
                 TaskConfig(type=entry.type, labels=entry.labels, tag_scheme=entry.tag_scheme),

@@ -451,6 +451,16 @@ def load_spec(
         data_in["test"] = _absolute(spec.eval["test"], folder) if "test" in spec.eval else None
         data_in["eval"] = {k: _absolute(s, folder) for k, s in spec.eval.items() if k != "test"}
         base_in["data"] = data_in
+    if base_in.get("tasks"):
+        problems.append(
+            Problem(
+                "base",
+                "is a multi-task pipeline ([[tasks]]); augreg bench compares single-task "
+                "pipelines only for now. Compare multi-task variants with benchmarks/quality.py "
+                "(study multitask) or bench each task's single-task pipeline",
+            )
+        )
+        raise ConfigError(source, problems)
     try:
         base_cfg = validate(base_in, source=source, host=host)
     except ConfigError as exc:
