@@ -404,6 +404,7 @@ def test_tiny_multitask_run(
         multitask={"sampling": "temperature", "temperature": 2, "batches_per_step": 2},
     )
     raw["train"]["combiner"] = "test.recorder"
+    raw["tasks"][1]["weight"] = 0.5
     _Recorder.steps = []
     pipe = augreg.Pipeline.from_validated(validate(raw, host=host), host=host)
     result = pipe.run()
@@ -417,6 +418,7 @@ def test_tiny_multitask_run(
     logged = {k for entry in history for k in entry if k.startswith("loss/")}
     assert logged == {"loss/sent/core.cross_entropy", "loss/qtype/core.cross_entropy"}
     assert result.train["tasks"]["qtype"]["labels"] == ["desc", "hum", "loc"]
+    assert pipe.trainer.args.ddp_find_unused_parameters is True
     assert result.train["tasks"]["sent"]["train_examples"] == 16
 
     # the combiner was prepared with, and saw, each task's term
@@ -438,9 +440,15 @@ def test_tiny_multitask_run(
             assert torch.equal(a, b)
             assert torch.equal(loaded.head(task)(**enc).logits, b)
         preds = loaded(**enc, augreg_task="qtype").logits.argmax(-1).tolist()
+        logits = loaded(**enc, augreg_task="qtype").logits
     labels = loaded.head("qtype").config.id2label
     correct = sum(labels[p] == r["label"] for p, r in zip(preds, rows, strict=True))
     assert result.metrics["qtype_test"]["accuracy"] == pytest.approx(correct / len(rows))
+    # the evaluation loss is the plain cross-entropy, not scaled by the task's weight (0.5)
+    label2id = loaded.head("qtype").config.label2id
+    gold = torch.tensor([label2id[r["label"]] for r in rows])
+    plain = float(torch.nn.functional.cross_entropy(logits, gold))
+    assert result.metrics["qtype_test"]["loss"] == pytest.approx(plain, rel=1e-4)
 
 
 def test_a_task_without_labels_names_the_task(

@@ -670,6 +670,9 @@ class Pipeline:
                 )
             ),
             label_names=["labels"],
+            # Under DDP, processes may draw different tasks in a step: the other heads get no
+            # gradient there, which DDP must be told to expect.
+            ddp_find_unused_parameters=True,
         )
         if cfg.train.early_stopping_patience:
             from transformers import EarlyStoppingCallback

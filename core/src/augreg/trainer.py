@@ -86,7 +86,8 @@ class AugregTrainer(Trainer):
                 state=self.component_state,
                 combiner=self.combiner,
                 total_steps=int(self.state.max_steps or 0) or None,
-                task_weights=self.task_weights,
+                # A task's weight shapes training; its evaluation loss stays the plain loss.
+                task_weights=self.task_weights if model.training else None,
                 task_types=self.task_types,
             )
         except TrainingDivergedError:
