@@ -164,6 +164,25 @@ STUDIES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
     # as unlabelled text (3 drawn per labelled example). UDA as in Xie et al. 2020 (TSA on the
     # labelled loss, sharpening 0.4, mask 0.8), self-training as FixMatch (threshold 0.95)
     # with FlexMatch thresholds.
+    # Auxiliary objectives beside cross-entropy at their documented defaults (Gunel et al.
+    # 2021 weigh supervised contrastive at 0.1 to 0.9; SimCSE and MLM as regularizers).
+    "objectives": (
+        "sst2_minilm.toml",
+        "accuracy",
+        {
+            "none": {},
+            "supervised_contrastive": {
+                "objectives": [
+                    {"name": "core.cross_entropy"},
+                    {"name": "objectives.supervised_contrastive"},
+                ]
+            },
+            "simcse": {
+                "objectives": [{"name": "core.cross_entropy"}, {"name": "objectives.simcse"}]
+            },
+            "mlm": {"objectives": [{"name": "core.cross_entropy"}, {"name": "objectives.mlm"}]},
+        },
+    ),
     "consistency": (
         "sst2_minilm.toml",
         "accuracy",
