@@ -16,17 +16,14 @@ Writes benchmarks/results/objective_cost.json and .md and prints the table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import statistics
-import time
-from pathlib import Path
 from typing import Any
 
 import torch
-from step_overhead import HERE, MODEL, load_batch
+from step_overhead import HERE, MODEL, load_batch, timed_steps, timing_parser
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import augreg
@@ -104,24 +101,18 @@ def time_variant(
     variant.prepare(model)
     model.load_state_dict(initial, strict=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
-    times: list[float] = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
+
+    def step(i: int) -> None:
         training_step(
             model, batch, optimizer, variant.objectives, step=i, combiner=variant.combiner
         )
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
+
+    return timed_steps(step, warmup, steps)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per variant and round")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (shared machine)")
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "objective_cost.json")
+    parser = timing_parser(HERE / "results" / "objective_cost.json")
+    parser.description = __doc__
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

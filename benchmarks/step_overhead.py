@@ -21,6 +21,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,16 +93,26 @@ def time_variant(
     objectives = [augreg.create("core.cross_entropy")]
     regularizers = build(spec)
     state: dict[str, Any] = {}
+
+    def step(i: int) -> None:
+        training_step(model, batch, optimizer, objectives, regularizers, step=i, state=state)  # type: ignore[arg-type]
+
+    return timed_steps(step, warmup, steps)
+
+
+def timed_steps(step: Callable[[int], None], warmup: int, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` calls ``step(i)`` after ``warmup`` untimed ones."""
     times: list[float] = []
     for i in range(warmup + steps):
         start = time.perf_counter()
-        training_step(model, batch, optimizer, objectives, regularizers, step=i, state=state)  # type: ignore[arg-type]
+        step(i)
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return times
 
 
-def main() -> None:
+def timing_parser(output: Path) -> argparse.ArgumentParser:
+    """The command line the step-cost benchmarks share (rounds, steps, warm-up, threads)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per variant and round")
@@ -113,7 +124,13 @@ def main() -> None:
         help="torch threads; 1 by default so that another process on a shared machine does "
         "not turn every op into a wait for a straggling thread",
     )
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "step_overhead.json")
+    parser.add_argument("--output", type=Path, default=output)
+    return parser
+
+
+def main() -> None:
+    parser = timing_parser(HERE / "results" / "step_overhead.json")
+    parser.description = __doc__
     parser.add_argument(
         "--variants", nargs="+", choices=list(VARIANTS), help="Time only these (plain always)."
     )
