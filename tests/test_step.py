@@ -179,3 +179,60 @@ def test_unknown_combiner_is_a_config_error_with_the_closest_name() -> None:
     assert "train.combiner" in str(err.value) and "core.sum" in str(err.value)
     cfg = PipelineConfig.model_validate({"model": {"name": "m"}, "data": {"train": "x"}})
     assert cfg.train.combiner.name == "core.sum"
+
+
+def test_gradient_surrogate_carries_the_gradient_and_keeps_the_value() -> None:
+    from augreg.step import gradient_surrogate
+
+    a = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    b = torch.nn.Parameter(torch.tensor(3.0))
+    out = gradient_surrogate([a, b], [torch.tensor([0.5, -1.0]), None], torch.tensor(7.0))
+    assert float(out.detach()) == pytest.approx(7.0)
+    out.backward()
+    assert torch.equal(a.grad, torch.tensor([0.5, -1.0])) and b.grad is None
+    assert float(gradient_surrogate([a], [None], 2.5)) == pytest.approx(2.5)
+
+
+class _CleanGradientProbe(augreg.Regularizer):
+    """A one-step attack from the clean gradient, reading it from the step when shared."""
+
+    name = "test.clean_gradient_probe"
+    uses_clean_gradient = True
+    seen: list[torch.Tensor | None]
+
+    def loss(self, ctx: augreg.StepContext) -> torch.Tensor:
+        self.seen.append(ctx.clean_embedding_grad)
+        grad = ctx.clean_embedding_grad
+        if grad is None:
+            (grad,) = torch.autograd.grad(ctx.task_loss(), ctx.embeddings, retain_graph=True)
+        delta = 0.5 * grad / grad.norm()
+        return ctx.task_loss(ctx.forward(perturbation=delta.detach()))
+
+
+def test_shared_clean_backward_hands_over_the_gradient_and_keeps_the_step_gradient() -> None:
+    from augreg.builtins.combiners import WeightedSum
+
+    class NotLinear(WeightedSum):
+        linear = False
+
+    model = tiny_model(
+        "sequence_classification", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )
+    model.train()
+    batch = _batch()
+    grads, seen = [], []
+    for combiner in (WeightedSum(), NotLinear()):
+        probe = _CleanGradientProbe()
+        probe.seen = []
+        model.zero_grad(set_to_none=True)
+        result = compute_loss(model, batch, [CrossEntropy()], [probe], combiner=combiner)
+        result.loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        seen.append(probe.seen[0])
+    assert seen[0] is not None and seen[1] is None
+    fresh = augreg.StepContext(model, batch, objectives=[(CrossEntropy(), 1.0)])
+    (expected,) = torch.autograd.grad(fresh.task_loss(), fresh.embeddings)
+    torch.testing.assert_close(seen[0], expected)
+    assert set(grads[0]) == set(grads[1])
+    for name, grad in grads[1].items():
+        torch.testing.assert_close(grads[0][name], grad, rtol=1e-4, atol=1e-6)

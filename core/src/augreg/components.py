@@ -456,6 +456,10 @@ class Regularizer(Component):
     ``forward_copies`` > 1 asks the step to run its clean pass on the batch repeated that many
     times in one concatenated forward (R-Drop); ``ctx.split(tensor)`` gives the copies.
 
+    A method that starts from the clean loss's gradient in embedding space sets
+    ``uses_clean_gradient`` and reads ``ctx.clean_embedding_grad``: the step's one backward
+    through the clean pass gives it, instead of a second backward of its own.
+
     A regularizer may instead act on the training pass itself, at no extra pass: override
     :meth:`clean_perturbation` (added to the clean pass's input-embedding output, as NEFTune
     does) and return False from :meth:`has_term`; the step then never calls :meth:`loss`.
@@ -463,6 +467,13 @@ class Regularizer(Component):
 
     kind: ClassVar[Kind] = "regularizer"
     forward_copies: ClassVar[int] = 1
+    uses_clean_gradient: ClassVar[bool] = False
+    """True: the method needs the clean loss's gradient with respect to the input embeddings
+    (FGM, PGD from a zero start). The step then runs the clean backward once itself, before
+    the regularizers, and hands that gradient over as ``ctx.clean_embedding_grad`` (None
+    when it could not: read it, and take a probe yourself when it is None); the weights'
+    gradients of that backward enter the loss through a linear surrogate. May be set per
+    instance (it can depend on the options)."""
 
     class Options(_Options):
         weight: float = Field(1.0, ge=0, le=1e4, description="Weight of this term in the loss.")
@@ -500,6 +511,10 @@ class Combiner(Component):
     """
 
     kind: ClassVar[Kind] = "combiner"
+    linear: ClassVar[bool] = False
+    """True when :meth:`combine` is the plain sum of the terms: the step may then take the
+    clean terms' backward early (``Regularizer.uses_clean_gradient``) and add their gradient
+    through a surrogate. Gradient surgery and learned weights leave it False."""
 
     def combine(self, terms: dict[str, torch.Tensor], ctx: StepContext) -> torch.Tensor:
         """Return the step's loss from the weighted terms (at least one)."""

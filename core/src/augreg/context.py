@@ -126,6 +126,11 @@ class StepContext:
         """Called in the clean pass with the embedding output; their sum is added to it."""
         self.hidden_states = hidden_states
         """Every pass runs with ``output_hidden_states=True`` (an objective needs them)."""
+        self.clean_embedding_grad: torch.Tensor | None = None
+        """Gradient of the step's clean objective terms (as weighted in the loss) with respect
+        to :attr:`embeddings`, proportional to that of :meth:`task_loss`; set by the step's
+        shared clean backward before the regularizers run (see :func:`augreg.compute_loss`
+        and ``Regularizer.uses_clean_gradient``), else None: take a probe yourself."""
 
     # -- the clean pass --------------------------------------------------------------------
 

@@ -77,6 +77,57 @@ def aux_modules(model: nn.Module) -> nn.ModuleDict:
     return modules
 
 
+def gradient_surrogate(
+    params: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor | None],
+    value: torch.Tensor | float = 0.0,
+) -> torch.Tensor:
+    """A scalar whose gradient with respect to ``params`` is ``grads`` and whose value is ``value``.
+
+    ``sum(p * g)`` has gradient ``g`` in ``p``; subtracting its value and adding ``value``
+    keeps what is logged. Gradients taken with ``torch.autograd.grad`` (gradient surgery,
+    FreeLB's free gradients, the step's shared clean backward) reach the weights through it,
+    so the Trainer's own backward, loss scaling, accumulation and clipping stay in place.
+    ``None`` entries (parameters without gradient) are skipped.
+    """
+    pairs = [(p, g) for p, g in zip(params, grads, strict=True) if g is not None]
+    if not pairs:
+        base = torch.as_tensor(value)
+        return base.detach() if isinstance(value, torch.Tensor) else base
+    linear = torch.stack([(p * g.to(p.dtype)).sum().float() for p, g in pairs]).sum()
+    value_t = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+    return linear - linear.detach() + value_t.to(linear.device, linear.dtype)
+
+
+def shares_clean_backward(
+    model: nn.Module,
+    objectives: Sequence[Objective],
+    regularizers: Sequence[Regularizer],
+    combiner: Combiner | None,
+) -> bool:
+    """Whether the step takes the clean pass's backward itself (see :func:`compute_loss`).
+
+    Only when a regularizer asks (``uses_clean_gradient``), the combiner is linear (the
+    weighted sum: PCGrad and learned weights need the terms as they are), every objective
+    applies to perturbed passes (so the gradient is that of ``ctx.task_loss``), and the model
+    does not recompute activations (gradient checkpointing does not support
+    ``torch.autograd.grad``).
+    """
+    if not model.training or not torch.is_grad_enabled():
+        return False
+    if not any(getattr(r, "uses_clean_gradient", False) and _weight(r) != 0 for r in regularizers):
+        return False
+    if combiner is not None and not getattr(combiner, "linear", False):
+        return False
+    if not all(getattr(o, "applies_to_perturbed", True) for o in objectives):
+        return False
+    inner = unwrap_model(model)
+    for flag in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(inner), flag):  # transformers 5 renamed it (the old name warns)
+            return not bool(getattr(inner, flag))
+    return True
+
+
 def weighted_sum(terms: dict[str, torch.Tensor]) -> torch.Tensor:
     """The plain sum of the (already weighted) terms, in order."""
     total: torch.Tensor | None = None
@@ -113,6 +164,13 @@ def compute_loss(
     terms. Unlabelled examples drawn with the batch (its ``augreg_unlabelled`` entry) reach
     the components as ``ctx.unlabelled``; the model never sees them in the clean pass.
 
+    Shared clean backward (:func:`shares_clean_backward`): when a regularizer needs the
+    gradient of the clean loss with respect to the input embeddings (FGM, PGD from a zero
+    start), the step runs the clean terms' backward itself, once, before the regularizers: it
+    gives the weights' gradients and ``ctx.clean_embedding_grad`` together, and the weights'
+    gradients enter the returned loss through :func:`gradient_surrogate`. Without it, such a
+    regularizer pays a second backward through the clean pass.
+
     A multi-task batch (:func:`augreg.multitask.task_groups`: one batch per task of the step)
     runs every component on each task's batch (``ctx.task`` = ``task_types[task]``); the terms
     are named ``<task>/<component>`` and weighted by ``task_weights[task]`` as well, and the
@@ -131,6 +189,9 @@ def compute_loss(
     terms: dict[str, torch.Tensor] = {}
     acting: list[Objective | Regularizer] = [*objectives, *regs]
     ctx: StepContext | None = None
+    shared = shares_clean_backward(model, objectives, regs, combiner)
+    params = [p for p in model.parameters() if p.requires_grad] if shared else []
+    clean_grads: list[torch.Tensor | None] = [None] * len(params)
     # A multi-task step holds one batch per task (augreg.multitask): each runs as its own
     # context, and its terms are named <task>/<component> so the combiner sees each task.
     for task_name, batch in task_groups(inputs):
@@ -149,7 +210,10 @@ def compute_loss(
             hidden_states=any(getattr(o, "needs_hidden_states", False) for o in objectives),
             total_steps=total_steps,
         )
+        clean_keys: list[str] = []
         for component in acting:
+            if shared and isinstance(component, Regularizer) and ctx.clean_embedding_grad is None:
+                _shared_clean_backward(ctx, terms, clean_keys, params, clean_grads)
             w = _weight(component) * task_weight
             if w == 0 or (isinstance(component, Regularizer) and not component.has_term()):
                 continue
@@ -157,16 +221,50 @@ def compute_loss(
             key = component.name if task_name is None else f"{task_name}/{component.name}"
             parts[key] = float(term.detach())
             terms[key] = w * term
+            if isinstance(component, Objective):
+                clean_keys.append(key)
     if not terms:
         raise ValueError("augreg: every objective has weight 0; nothing to train")
     assert ctx is not None
     total = weighted_sum(terms) if combiner is None else combiner.combine(terms, ctx)
+    if any(g is not None for g in clean_grads):
+        total = total + gradient_surrogate(params, clean_grads)
     if check_finite:
         value = float(total.detach())
         if not math.isfinite(value):
             names = [c.name for c in (*objectives, *regs)]
             raise TrainingDivergedError(step, value, names)
     return StepResult(total, parts, ctx)
+
+
+def _shared_clean_backward(
+    ctx: StepContext,
+    terms: dict[str, torch.Tensor],
+    clean_keys: list[str],
+    params: Sequence[torch.Tensor],
+    clean_grads: list[torch.Tensor | None],
+) -> None:
+    """One backward of the context's clean terms: weights' gradients and the embeddings'.
+
+    The clean terms are replaced by their (detached) values in ``terms``, their weights'
+    gradients added to ``clean_grads``; ``ctx.clean_embedding_grad`` is set. The clean
+    pass's graph is kept: other regularizers (R-Drop, SMART) may still backward through it.
+    Embeddings outside the graph (frozen, no perturbation on the clean pass) leave it unset,
+    and the regularizer takes its own probe.
+    """
+    live = [terms[k] for k in clean_keys if terms[k].requires_grad]
+    embeddings = ctx.embeddings
+    if not live or not embeddings.requires_grad:
+        return
+    clean = torch.stack(live).sum() if len(live) > 1 else live[0]
+    grads = torch.autograd.grad(clean, [embeddings, *params], retain_graph=True, allow_unused=True)
+    ctx.clean_embedding_grad = grads[0]
+    for i, g in enumerate(grads[1:]):
+        if g is not None:
+            before = clean_grads[i]
+            clean_grads[i] = g if before is None else before + g
+    for k in clean_keys:
+        terms[k] = terms[k].detach()
 
 
 def training_step(

@@ -22,6 +22,7 @@ class WeightedSum(Combiner):
     """
 
     name = "core.sum"
+    linear = True
     paper = "standard multi-objective training: a fixed weighted sum"
 
     def combine(self, terms: dict[str, torch.Tensor], ctx: StepContext) -> torch.Tensor:

@@ -10,7 +10,11 @@ Cost is stated per class, in extra forward and backward passes over the plain st
 plus backward). A backward to the embeddings only (no weight gradients) is counted as about a
 third of a pass, a forward as a third, a full backward as two thirds. When a method starts from
 a zero perturbation, its first gradient comes from the clean pass the step runs anyway (the
-gradient with respect to the clean embedding output), which saves one forward.
+gradient with respect to the clean embedding output): FGM and PGD set ``uses_clean_gradient``,
+so the step's one backward through the clean pass gives that gradient with the weights' (the
+core's shared clean backward), and the first probe costs nothing. With a combiner that is not
+a plain sum (PCGrad, uncertainty weighting) the step cannot share its backward; the probe then
+reuses the clean forward and pays a backward to the embeddings (a third of a pass).
 
 Example::
 
@@ -42,8 +46,16 @@ _TO_EMBEDDINGS = 1 / 3
 _BACKWARD = 2 / 3
 
 
-def _cost(*, probes: int, reused: bool, trained: int, shared: int = 0, forwards: int = 0) -> float:
-    """Declared extra passes of a method (rounded to 0.01).
+def _cost(
+    *,
+    probes: int,
+    reused: bool,
+    trained: int,
+    shared: int = 0,
+    forwards: int = 0,
+    clean_gradient: bool = False,
+) -> float:
+    """Declared extra passes of a method (rounded to 0.01), with the step's default combiner.
 
     Args:
         probes: Gradients taken with respect to the perturbation (backward to the embeddings).
@@ -51,8 +63,11 @@ def _cost(*, probes: int, reused: bool, trained: int, shared: int = 0, forwards:
         trained: Perturbed passes whose loss is in the term (forward and full backward).
         shared: How many trained passes are also probes (their forward is counted once).
         forwards: Forwards without any backward (SMART's teacher).
+        clean_gradient: The first probe's backward is the step's shared clean backward
+            (``uses_clean_gradient``): free as well.
     """
     cost = probes * (_FORWARD + _TO_EMBEDDINGS) - (_FORWARD if reused else 0.0)
+    cost -= _TO_EMBEDDINGS if reused and clean_gradient else 0.0
     cost += trained * (_FORWARD + _BACKWARD) - shared * _FORWARD + forwards * _FORWARD
     return round(cost, 2)
 
@@ -141,6 +156,9 @@ class _EmbeddingAttack(augreg.Regularizer):
         """Extra forward+backward passes per step for these options."""
         raise NotImplementedError
 
+    def _zero_start(self) -> bool:
+        return self.options.random_init == 0
+
     @staticmethod
     def _mask(ctx: StepContext) -> torch.Tensor:
         from augreg_adversarial.geometry import token_mask
@@ -156,6 +174,17 @@ class _EmbeddingAttack(augreg.Regularizer):
             return None
         emb = ctx.embeddings
         return random_start(emb, mask, o.norm, o.normalize, o.random_init).to(emb.device)
+
+    @staticmethod
+    def _task_gradient(ctx: StepContext, delta: torch.Tensor | None) -> torch.Tensor:
+        """The gradient of the task loss with respect to the perturbation at ``delta``.
+
+        At zero it is the step's shared clean backward's (``ctx.clean_embedding_grad``, free)
+        when the step took one, else a probe on the clean pass.
+        """
+        if delta is None and ctx.clean_embedding_grad is not None:
+            return ctx.clean_embedding_grad
+        return _EmbeddingAttack._probe(ctx, delta, ctx.task_loss, keep_graph=False)[1]
 
     @staticmethod
     def _probe(
@@ -184,7 +213,29 @@ class _EmbeddingAttack(augreg.Regularizer):
         return ascend(delta, grad, mask, o.norm, o.normalize, step, o.epsilon)
 
 
-class FGM(_EmbeddingAttack):
+class _FromCleanGradient(_EmbeddingAttack):
+    """FGM and PGD: from a zero start, the first gradient is the clean pass's.
+
+    The step's shared clean backward gives it (``uses_clean_gradient``). With frozen input
+    embeddings (``core.freeze``, LoRA) the clean pass's embedding output is outside the
+    graph; a zero perturbation that requires grad is added to it (:meth:`clean_perturbation`),
+    so the same backward still reaches it (a few element-wise operations).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.uses_clean_gradient = self._zero_start()  # type: ignore[misc]
+
+    def clean_perturbation(self, ctx: StepContext, embeddings: torch.Tensor) -> torch.Tensor | None:
+        """A zero leaf when the embeddings are frozen and the attack starts at zero, else None."""
+        import torch
+
+        if not self._zero_start() or embeddings.requires_grad:
+            return None
+        return torch.zeros(embeddings.shape, device=embeddings.device, requires_grad=True)
+
+
+class FGM(_FromCleanGradient):
     """Fast gradient method: the task loss at one normalized gradient step in embedding space.
 
     ``delta = epsilon * g / ||g||`` (L2, per sequence by default; ``sign(g)`` for linf), with
@@ -195,15 +246,17 @@ class FGM(_EmbeddingAttack):
     Paper: Miyato et al. 2017, Adversarial Training Methods for Semi-Supervised Text
     Classification.
 
-    Cost: about 1.33 extra passes from a zero start (one backward to the embeddings on the
-    clean pass, one perturbed forward and backward); 1.67 with a random start.
+    Cost: about 1 extra pass from a zero start (one perturbed forward and backward; the
+    gradient comes from the step's shared clean backward), 1.33 when the combiner is not a
+    plain sum, 1.67 with a random start.
     """
 
     name = "adversarial.fgm"
     paper = (
         "Miyato et al. 2017, Adversarial Training Methods for Semi-Supervised Text Classification"
     )
-    extra_passes: ClassVar[float] = _cost(probes=1, reused=True, trained=1)
+    extra_passes: ClassVar[float] = _cost(probes=1, reused=True, trained=1, clean_gradient=True)
+    uses_clean_gradient = True  # from a zero start (the default; per instance otherwise)
 
     class Options(BallOptions):
         pass
@@ -211,20 +264,21 @@ class FGM(_EmbeddingAttack):
     options: Options
 
     def declared_passes(self) -> float:
-        return _cost(probes=1, reused=self.options.random_init == 0, trained=1)
+        zero = self._zero_start()
+        return _cost(probes=1, reused=zero, trained=1, clean_gradient=zero)
 
     def attack(self, ctx: StepContext) -> torch.Tensor:
         """The adversarial perturbation (float32, detached, zero on padding)."""
         mask = self._mask(ctx)
         start = self._start(ctx, mask)
-        _, grad = self._probe(ctx, start, ctx.task_loss, keep_graph=False)
+        grad = self._task_gradient(ctx, start)
         return self._ascend(start, grad, mask, self.options.epsilon)
 
     def loss(self, ctx: StepContext) -> torch.Tensor:
         return ctx.task_loss(ctx.forward(perturbation=self.attack(ctx)))
 
 
-class PGD(_EmbeddingAttack):
+class PGD(_FromCleanGradient):
     """Projected gradient descent: the task loss after K projected ascent steps.
 
     From the start (zero, or random with ``random_init``), K times: take the gradient of the
@@ -234,14 +288,15 @@ class PGD(_EmbeddingAttack):
 
     Paper: Madry et al. 2018, Towards Deep Learning Models Resistant to Adversarial Attacks.
 
-    Cost: K gradient probes (forward and backward to the embeddings; the first is free of
-    forward from a zero start) plus one perturbed forward and backward: about 2.67 extra
-    passes for K = 3 from zero, 0.67 K + 1 in general.
+    Cost: K gradient probes (forward and backward to the embeddings; from a zero start the
+    first is free, from the step's shared clean backward) plus one perturbed forward and
+    backward: about 2.33 extra passes for K = 3 from zero, 0.67 K + 1 from a random start.
     """
 
     name = "adversarial.pgd"
     paper = "Madry et al. 2018, Towards Deep Learning Models Resistant to Adversarial Attacks"
-    extra_passes: ClassVar[float] = _cost(probes=3, reused=True, trained=1)
+    extra_passes: ClassVar[float] = _cost(probes=3, reused=True, trained=1, clean_gradient=True)
+    uses_clean_gradient = True  # from a zero start (the default; per instance otherwise)
 
     class Options(AscentOptions):
         pass
@@ -250,14 +305,15 @@ class PGD(_EmbeddingAttack):
 
     def declared_passes(self) -> float:
         o = self.options
-        return _cost(probes=o.steps, reused=o.random_init == 0, trained=1)
+        zero = self._zero_start()
+        return _cost(probes=o.steps, reused=zero, trained=1, clean_gradient=zero)
 
     def attack(self, ctx: StepContext) -> torch.Tensor:
         """The final perturbation (float32, detached, inside the ball, zero on padding)."""
         mask = self._mask(ctx)
         delta = self._start(ctx, mask)
         for _ in range(self.options.steps):
-            _, grad = self._probe(ctx, delta, ctx.task_loss, keep_graph=False)
+            grad = self._task_gradient(ctx, delta)
             delta = self._ascend(delta, grad, mask, self.options.step_size)
         assert delta is not None
         return delta
@@ -358,6 +414,8 @@ class FreeLB(_EmbeddingAttack):
     def loss(self, ctx: StepContext) -> torch.Tensor:
         import torch
 
+        from augreg.step import gradient_surrogate
+
         steps = self.options.steps
         pending, self._pending = self._pending, None
         weights = [p for p in ctx.model.parameters() if p.requires_grad]
@@ -400,14 +458,12 @@ class FreeLB(_EmbeddingAttack):
                 # one backward for the ascent and the weights: FreeLB's "free" gradients
                 grad, *weight_grads = torch.autograd.grad(loss, [leaf, *weights], allow_unused=True)
                 for i, g in enumerate(weight_grads):
+                    before = kept[i]
                     if g is not None:
-                        kept[i] = g if kept[i] is None else kept[i] + g
+                        kept[i] = g if before is None else before + g
                 values.append(loss.detach())
             delta = self._ascend(delta, grad, mask, self.options.step_size)
-        term = torch.stack(in_graph).sum()
-        surrogate = [(w * g).sum() for w, g in zip(weights, kept, strict=True) if g is not None]
-        if surrogate:
-            term = term + torch.stack(surrogate).sum()
+        term = torch.stack(in_graph).sum() + gradient_surrogate(weights, kept)
         term = term / steps
         # gradient: the term's; value: the mean of the K task losses
         return term - term.detach() + torch.stack(values).mean()

@@ -156,7 +156,7 @@ class PCGrad(augreg.Combiner):
 
         import torch
 
-        from augreg.step import weighted_sum
+        from augreg.step import gradient_surrogate, weighted_sum
 
         total = weighted_sum(terms)
         live = [t for t in terms.values() if t.requires_grad]
@@ -182,12 +182,11 @@ class PCGrad(augreg.Combiner):
             rng.shuffle(others)
             order.append(others)
         combined = project_conflicts(stacked, order).sum(dim=0)
-        surrogate = total.new_zeros(())
+        projected: list[torch.Tensor | None] = []
         offset = 0
         for p in params:
             n = p.numel()
-            g = combined[offset : offset + n].view_as(p).to(p.dtype)
-            surrogate = surrogate + (p * g).sum()
+            projected.append(combined[offset : offset + n].view_as(p))
             offset += n
         # gradient: the projected sum; value: the plain sum of the terms (what is logged)
-        return surrogate - surrogate.detach() + total.detach()
+        return gradient_surrogate(params, projected, total)
