@@ -44,6 +44,11 @@ VARIANTS: dict[str, tuple[dict[str, Any] | None, float, str]] = {
     "adversarial.pgd": ({"name": "adversarial.pgd", "steps": 3}, 1.1 * 4, "<= 1.1 (K+1)x, K=3"),
     "adversarial.freelb": ({"name": "adversarial.freelb", "steps": 3}, 1.1 * 3, "<= 1.1 Kx, K=3"),
     "adversarial.smart": ({"name": "adversarial.smart", "steps": 1}, 2.6, "<= 2.6x"),
+    "adversarial.smart (no proximal)": (
+        {"name": "adversarial.smart", "steps": 1, "proximal_weight": 0.0},
+        2.6,
+        "<= 2.6x; without the EMA teacher's forward",
+    ),
     "core.rdrop": ({"name": "core.rdrop"}, 2.0, "<= 2.0x"),
     "core.l2sp": ({"name": "core.l2sp"}, 1.05, "<= 1.05x"),
     "core.embedding_noise": ({"name": "core.embedding_noise"}, 1.05, "<= 1.05x"),

@@ -281,8 +281,13 @@ def training_step(
     epoch: float = 0.0,
     state: dict[str, Any] | None = None,
     combiner: Combiner | None = None,
+    total_steps: int | None = None,
 ) -> StepResult:
-    """One full optimizer step for a plain PyTorch loop (forward, backward, clip, step)."""
+    """One full optimizer step for a plain PyTorch loop (forward, backward, clip, step).
+
+    ``total_steps`` is the run's number of optimizer steps, for components with schedules
+    (``consistency.tsa``, warm-ups); ``state`` keeps component state across steps.
+    """
     model.train()
     result = compute_loss(
         model,
@@ -294,6 +299,7 @@ def training_step(
         epoch=epoch,
         state=state,
         combiner=combiner,
+        total_steps=total_steps,
     )
     result.loss.backward()  # type: ignore[no-untyped-call]
     if max_grad_norm:
