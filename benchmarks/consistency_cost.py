@@ -23,14 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from step_overhead import DATA, MODEL, timed_steps, timing_parser
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from step_overhead import DATA, MODEL, load_model, timed_steps, timing_parser
 
 import augreg
 from augreg.components import SetupContext
 from augreg.context import UNLABELLED
 from augreg.step import training_step
-from augreg.tasks import resolve_model_path
 
 HERE = Path(__file__).resolve().parent
 BATCH, LENGTH = 16, 64
@@ -80,13 +78,8 @@ def main() -> None:
     parser = timing_parser(HERE / "results" / "consistency_cost.json")
     parser.add_argument("--ratio", type=int, default=3, help="unlabelled per labelled example")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    path = resolve_model_path(MODEL)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    tokenizer, model, initial = load_model(args.threads)
     model.train()
-    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     batch = build_batch(tokenizer, args.ratio)
     cache = Path(tempfile.mkdtemp(prefix="augreg-consistency-cost-"))
     setup = SetupContext(

@@ -23,12 +23,10 @@ import statistics
 from typing import Any
 
 import torch
-from step_overhead import HERE, MODEL, load_batch, timed_steps, timing_parser
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from step_overhead import HERE, MODEL, load_batch, load_model, timed_steps, timing_parser
 
 import augreg
 from augreg.step import training_step
-from augreg.tasks import resolve_model_path
 
 CE = {"name": "core.cross_entropy"}
 # name -> (objective specs, combiner spec or None)
@@ -114,12 +112,7 @@ def main() -> None:
     parser = timing_parser(HERE / "results" / "objective_cost.json")
     parser.description = __doc__
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    path = resolve_model_path(MODEL)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
-    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    tokenizer, model, initial = load_model(args.threads)
     batch = load_batch(tokenizer)
     names = list(VARIANTS)
     variants = {n: Variant(n, tokenizer) for n in names}

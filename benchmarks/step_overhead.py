@@ -116,6 +116,18 @@ def timed_steps(step: Callable[[int], None], warmup: int, steps: int) -> list[fl
     return times
 
 
+def load_model(threads: int) -> tuple[Any, torch.nn.Module, dict[str, torch.Tensor]]:
+    """MiniLM for sequence classification (seed 0, ``threads`` torch threads), its tokenizer,
+    and a copy of its initial weights that every variant restarts from."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    path = resolve_model_path(MODEL)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return tokenizer, model, initial
+
+
 def timing_parser(output: Path) -> argparse.ArgumentParser:
     """The command line the step-cost benchmarks share (rounds, steps, warm-up, threads)."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -140,12 +152,7 @@ def main() -> None:
         "--variants", nargs="+", choices=list(VARIANTS), help="Time only these (plain always)."
     )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    path = resolve_model_path(MODEL)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
-    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    tokenizer, model, initial = load_model(args.threads)
     batch = load_batch(tokenizer)
     names = ["plain", *[n for n in VARIANTS if n != "plain" and n in (args.variants or VARIANTS)]]
     times: dict[str, list[float]] = {n: [] for n in names}
