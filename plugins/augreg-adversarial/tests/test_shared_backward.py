@@ -138,3 +138,6 @@ def test_declared_cost_counts_the_free_first_gradient() -> None:
     assert FGM(random_init=0.05).extra_passes == pytest.approx(1.67)
     assert PGD(steps=3).extra_passes == pytest.approx(2.33)
     assert FGM().uses_clean_gradient and not FGM(random_init=0.05).uses_clean_gradient
+    # SMART's teacher forward is counted only when the proximal term is on
+    assert SMART().extra_passes == pytest.approx(2.0)
+    assert SMART(proximal_weight=0.0).extra_passes == pytest.approx(1.67)

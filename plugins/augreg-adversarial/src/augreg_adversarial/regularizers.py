@@ -540,7 +540,8 @@ class SMART(_EmbeddingAttack):
     options: Options
 
     def declared_passes(self) -> float:
-        return _cost(probes=self.options.steps, reused=False, trained=1, forwards=1)
+        teacher = 1 if self.options.proximal_weight > 0 else 0
+        return _cost(probes=self.options.steps, reused=False, trained=1, forwards=teacher)
 
     @staticmethod
     def _labelled(ctx: StepContext, logits: torch.Tensor) -> torch.Tensor | None:
