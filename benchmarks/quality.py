@@ -14,6 +14,7 @@ Run:  python benchmarks/quality.py adversarial --seeds 1 2 3 4 5 --out /tmp/qual
       python benchmarks/quality.py adversarial --summary-only --out /tmp/quality
       python benchmarks/quality.py consistency --seeds 1 2 3 4 5
       python benchmarks/quality.py multitask --seeds 1 2 3
+      python benchmarks/quality.py entity_linking_ner --seeds 1 2 3
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ labels dropped (written to the run folder before the run)."""
 SETS_PREFIX = "@sets_prefix"
 """A variant key (not a config override): the run is single-task, and its evaluation sets are
 compared as ``<prefix><set>`` with the multi-task variants' (``test`` -> ``sst2_test``)."""
+WORDNET_KB = str(HERE.parent.parent / "shared" / "data" / "kb" / "wordnet_entities.jsonl")
+"""The offline example KB (see ../shared/DATA.md), for the entity-linking studies."""
 # EDA views for consistency training: one view per draw (n_aug 1), the paper's alpha 0.1.
 _EDA_VIEW = {"augmenter": "eda.eda", "augmenter_options": {"n_aug": 1, "alpha": 0.1}}
 
@@ -199,6 +202,26 @@ STUDIES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
                 "data.unlabelled_ratio": 3,
                 "regularize": [{"name": "consistency.self_training", **_EDA_VIEW}],
             },
+        },
+    ),
+    # Knowledge injection with the WordNet KB (7,730 entities with ambiguous names): ERNIE-style
+    # fusion and typed markers on CoNLL-2003 NER (1,000 sentences), K-BERT-style descriptions
+    # on SST-2-500. Linking at its defaults (alias matching, TF-IDF disambiguation).
+    "entity_linking_ner": (
+        "conll_minilm.toml",
+        "f1",
+        {
+            "none": {},
+            "fusion": {"inject": [{"name": "entity_linking.fusion", "kb": WORDNET_KB}]},
+            "markers": {"inject": [{"name": "entity_linking.markers", "kb": WORDNET_KB}]},
+        },
+    ),
+    "entity_linking_sst2": (
+        "sst2_minilm.toml",
+        "accuracy",
+        {
+            "none": {},
+            "describe": {"inject": [{"name": "entity_linking.describe", "kb": WORDNET_KB}]},
         },
     ),
     # Multi-task (MT-DNN): SST-2 500 + TREC 500 on a shared MiniLM encoder, one head each,
