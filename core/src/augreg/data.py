@@ -866,13 +866,24 @@ def _rows(batch: Mapping[str, list[Any]], columns: Sequence[str]) -> list[Exampl
     return [{c: batch[c][i] for c in columns} for i in range(n)]
 
 
+def _carries(inj: KnowledgeInjector, fields: Sequence[str] | Mapping[str, Any]) -> bool:
+    """Whether ``inj`` declares model inputs and ``fields`` (columns or an example) has them all.
+
+    Those are the injectors whose fields an augmented view must have recomputed; data that
+    was never injected (no such fields) is augmented as is.
+    """
+    return bool(inj.model_inputs) and all(f in fields for f in inj.model_inputs)
+
+
 class DataStage:
     """Runs knowledge injectors and augmenters over a split, deterministically.
 
     Args:
         injectors: Knowledge injectors, applied in order by :meth:`inject`.
         augmenters: Augmenters, each applied to the original examples by :meth:`expand` or
-            :meth:`per_epoch_dataset` (not to each other's outputs).
+            :meth:`per_epoch_dataset` (not to each other's outputs). Injectors that declare
+            ``model_inputs`` run again on every view an augmenter writes (see
+            :meth:`call_augmenter`), so per-word fields describe the view's own words.
         seed: The pipeline seed.
         task: ``"sequence_classification"`` or ``"token_classification"``.
         cache_dir: Cache folder; results go under ``cache_dir / "data"``. ``None``: no
@@ -883,7 +894,9 @@ class DataStage:
     Attributes:
         report: Counts per component: ``written`` rows, ``empty`` (example, copy) pairs for
             which the augmenter returned ``[]``, ``fallback`` per-epoch slots that fell back
-            to the original example, and for injectors the rows processed.
+            to the original example, and for injectors the ``rows`` processed (last split
+            injected) and, for injectors with ``model_inputs``, the augmented views whose
+            fields were recomputed (``reinjected``).
 
     The stage never mutates its input data sets and never touches global random state.
     """
@@ -1045,7 +1058,7 @@ class DataStage:
                 return result
 
             ds = self._map(ds, run, key, f"inject {inj.name}")
-            self.report[inj.name] = {"rows": len(ds)}
+            self.report.setdefault(inj.name, {})["rows"] = len(ds)
         return ds
 
     # -- offline augmentation ----------------------------------------------------------------
@@ -1079,7 +1092,9 @@ class DataStage:
         size. With ``cache_dir``, results are cached by the input's content fingerprint, each
         component's :meth:`~augreg.Component.fingerprint`, the seed and the epoch, so a second
         run with the same inputs reads the cache instead of calling the augmenters. Fields an
-        augmenter adds beyond the input's columns are not kept.
+        augmenter adds beyond the input's columns are not kept. The ``model_inputs`` fields of
+        the injectors are recomputed on every augmented row (:meth:`call_augmenter`); those
+        injectors' fingerprints are part of the cache key.
 
         Raises:
             DataError: an augmenter changed a label without declaring ``changes_labels``,
@@ -1109,9 +1124,16 @@ class DataStage:
                 return out
 
             parts.append(self._map(ds, originals, _digest("original", fp), "originals", feats))
+        # Views get their model-input fields recomputed by these injectors: part of the key,
+        # so a cache written without (or with other) recomputed fields is not reused.
+        reinjectors = [inj for inj in self.injectors if _carries(inj, cols)]
+        reinject = [{"reinject": [inj.fingerprint() for inj in reinjectors]}] if reinjectors else []
         for aug in self.augmenters:
-            key = _digest("expand", fp, aug.fingerprint(), self.seed, epoch, self.task)
+            key = _digest("expand", fp, aug.fingerprint(), self.seed, epoch, self.task, *reinject)
             before = aug.counts()
+            reinjected = {
+                inj.name: self.report.get(inj.name, {}).get("reinjected", 0) for inj in reinjectors
+            }
             out_ds = self._map(
                 ds, self._augment_fn(aug, cols, epoch), key, f"augment {aug.name}", feats
             )
@@ -1129,6 +1151,10 @@ class DataStage:
             for name, value in aug.counts().items():  # the augmenter's own filters and drops
                 if value - before.get(name, 0):
                     self.report[aug.name][name] = value - before.get(name, 0)
+            for inj in reinjectors:  # every written row, whether computed now or cached
+                self.report.setdefault(inj.name, {})["reinjected"] = reinjected[inj.name] + len(
+                    out_ds
+                )
             parts.append(out_ds)
         if not parts or sum(len(p) for p in parts) == 0:
             raise DataError(
@@ -1144,10 +1170,21 @@ class DataStage:
         """``aug.augment_batch`` on ``examples`` for each copy: ``[copy][example] -> views``.
 
         Rngs are ``derive_rng(seed, name, augreg_id, epoch, copy)``; every call gets fresh
-        dicts, so an augmenter that mutates its input cannot leak changes.
+        dicts, so an augmenter that mutates its input cannot leak changes. Every view is
+        checked (fields kept, label kept unless ``changes_labels``, one tag per token).
+
+        Then every injector that declares ``model_inputs`` and whose fields the example
+        carries runs again, in order, on the views (not on the originals), and each view takes
+        that injector's ``model_inputs`` fields from the result: a view keeps its parent's
+        fields otherwise, and a same-length rewrite (a word swap) would silently pair the
+        parent's per-word values with other words. Only those fields are taken, so the view's
+        text, tokens, tags and label stay the augmenter's; text-level injectors (no
+        ``model_inputs``) ran once, before the augmenters, and do not run again. This is the
+        one path of :meth:`expand`, per-epoch slots and ``needs_model`` refreshes.
 
         Raises:
-            DataError: the augmenter did not return one list per example.
+            DataError: the augmenter did not return one list per example or wrote a bad
+                view, or an injector could not recompute its fields for the views.
         """
         per_copy: list[list[list[Example]]] = []
         for copy in copies:
@@ -1159,8 +1196,72 @@ class DataStage:
                     f"{len(examples)} examples; augment_batch must return one list per "
                     "example ([] when nothing can be written)."
                 )
-            per_copy.append(results)
+            wrong = [
+                ex.get(ID, "?")
+                for ex, outs in zip(examples, results, strict=True)
+                if not isinstance(outs, (list, tuple))
+            ]
+            if wrong:
+                raise DataError(
+                    f"augreg: augmenter {aug.name} returned something other than a list of "
+                    f"views for {_ids_text(wrong)}; return a list per example ([] when "
+                    "nothing can be written)."
+                )
+            views = [list(outs) for outs in results]
+            for parent, outs in zip(examples, views, strict=True):
+                for new in outs:
+                    self._check_example(aug, new, parent, "augment")
+            per_copy.append(self._reinject(aug, examples, views))
         return per_copy
+
+    def _reinject(
+        self, aug: Augmenter, parents: Sequence[Example], views: list[list[Example]]
+    ) -> list[list[Example]]:
+        """``views`` with the ``model_inputs`` fields recomputed on each view's own content.
+
+        One batched ``inject_batch`` call per injector over all views of examples that carry
+        its fields; counted in ``report[injector]["reinjected"]``.
+        """
+        for inj in self.injectors:
+            at = [
+                (i, k)
+                for i, parent in enumerate(parents)
+                if _carries(inj, parent)
+                for k in range(len(views[i]))
+            ]
+            if not at:
+                continue
+            batch = [dict(views[i][k]) for i, k in at]
+            fields = list(inj.model_inputs)
+            try:
+                fresh = inj.inject_batch(batch)
+            except Exception as exc:
+                raise DataError(
+                    f"augreg: injector {inj.name} could not recompute its model inputs "
+                    f"{fields} on the views augmenter {aug.name} wrote from "
+                    f"{_ids_text(sorted({parents[i].get(ID, '?') for i, _ in at}))}: "
+                    f"{type(exc).__name__}: {exc}. A view's per-word fields must describe its "
+                    f"own words: make {inj.name} accept every view {aug.name} can write (or "
+                    f"fix {aug.name}'s output), or do not combine them in one pipeline."
+                ) from exc
+            bad = [
+                parents[i].get(ID, "?")
+                for (i, _), new in zip(at, fresh, strict=False)
+                if not isinstance(new, dict) or any(f not in new for f in fields)
+            ]
+            if len(fresh) != len(batch) or bad:
+                got = f"{len(fresh)} examples for {len(batch)}" if not bad else "examples"
+                raise DataError(
+                    f"augreg: injector {inj.name}, run again on the views augmenter {aug.name} "
+                    f"wrote, returned {got} without its model inputs {fields}"
+                    f"{' (from ' + _ids_text(bad) + ')' if bad else ''}; inject_batch must "
+                    "return one example per input, each with every field in model_inputs."
+                )
+            for (i, k), new in zip(at, fresh, strict=True):
+                views[i][k] = {**views[i][k], **{f: new[f] for f in fields}}
+            counts = self.report.setdefault(inj.name, {})
+            counts["reinjected"] = counts.get("reinjected", 0) + len(at)
+        return views
 
     def _augment_fn(
         self, aug: Augmenter, cols: list[str], epoch: int
@@ -1174,8 +1275,7 @@ class DataStage:
             # Example-major order, so the output order is independent of the batch size.
             for i, parent in enumerate(examples):
                 for copy in range(copies):
-                    for k, new in enumerate(per_copy[copy][i]):
-                        self._check_example(aug, new, parent, "augment")
+                    for k, new in enumerate(per_copy[copy][i]):  # checked by call_augmenter
                         for c in cols:
                             if c != ID:
                                 out[c].append(new[c])
@@ -1197,7 +1297,9 @@ class DataStage:
         example. Item ``i`` is computed on access for the current epoch with the same rng
         derivation as :meth:`expand`, then tokenized with ``tokenize`` (a batched function
         applied to one row). A slot whose augmenter returns ``[]`` falls back to the original
-        example (counted in ``report[name]["fallback"]``). Nothing is cached on disk.
+        example (counted in ``report[name]["fallback"]``). As in :meth:`expand`, the
+        ``model_inputs`` fields of the injectors are recomputed on each view. Nothing is cached
+        on disk.
 
         Augmenters with ``needs_model`` are the exception to computing on access: their views
         are written for all examples at once when ``set_epoch`` is given the model on a
@@ -1364,7 +1466,6 @@ class PerEpochDataset(torch.utils.data.Dataset[dict[str, Any]]):
         else:  # several views: pick one with its own stream, not the augmenter's
             pick = random.Random(derive_seed(stage.seed, aug.name, parent[ID], epoch, copy, "pick"))
             new = outs[pick.randrange(len(outs))]
-        stage._check_example(aug, new, parent, "augment")
         counts["written"] = counts.get("written", 0) + 1
         row = {c: new[c] for c in self.cols if c != ID}
         row[ID] = f"{parent[ID]}/{aug.name}/{epoch}.{copy}.0"

@@ -40,8 +40,8 @@ a full-model folder, saved as a buffer).
 Data: this injector only adds the field :data:`FIELD` (token classification: one entity
 index per word, ``-1`` for none; sequence classification: ``[start, end, index]`` character
 spans). List it after injectors that rewrite the text (``describe``, ``markers``) so its
-positions refer to the final text; augmenters that move or replace words leave the
-positions of augmented copies stale (a changed word count is an error at tokenization).
+positions refer to the final text. The core runs it again on every view an augmenter writes
+(it declares the field in ``model_inputs``), so the ids of a view follow the view's words.
 
 Cost: trainable parameters ``hidden * entity_dim + 2 * hidden`` (about 148k for MiniLM with
 ``"embeddings"``), a non-trained table of ``entities * entity_dim`` floats (11.9 MB for the
