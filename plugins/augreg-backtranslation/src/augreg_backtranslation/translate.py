@@ -129,6 +129,8 @@ class Translator:
         AugregError: the model cannot be loaded (says how to provide it).
     """
 
+    backend = "transformers"
+
     def __init__(
         self,
         name: str,
@@ -140,17 +142,16 @@ class Translator:
         progress: bool = True,
         label: str = "",
     ) -> None:
-        import torch
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         from augreg.tasks import load_pretrained, resolve_model_path
 
-        self.name, self.decoding, self.device = name, decoding, device
+        self.name, self.revision, self.decoding, self.device = name, revision, decoding, device
         self.cache, self.batch_size, self.progress, self.label = cache, batch_size, progress, label
         kwargs = {"revision": revision} if revision else {}
         try:
             self.tokenizer = load_pretrained(AutoTokenizer, name, **kwargs)
-            self.model = load_pretrained(AutoModelForSeq2SeqLM, name, **kwargs)
+            config = self._load_model(name, kwargs)
         except AugregError as exc:
             raise AugregError(
                 f"augreg-backtranslation: {label or 'translation'} model {name!r}: {exc}\n"
@@ -159,27 +160,42 @@ class Translator:
                 "(downloaded once with network access; then cached, or saved with "
                 "save_pretrained and given as a local folder)."
             ) from None
-        if not getattr(self.model.config, "is_encoder_decoder", False):
+        if not getattr(config, "is_encoder_decoder", False):
             raise AugregError(
                 f"augreg-backtranslation: {label} model {name!r} is not a sequence-to-sequence "
                 "(encoder-decoder) model; give a translation model such as MarianMT "
                 "(Helsinki-NLP/opus-mt-*), M2M100 or T5."
             )
-        self.model.eval().to(device)
         # never past the model's position table (Marian: 512)
-        positions = getattr(self.model.config, "max_position_embeddings", None)
+        positions = getattr(config, "max_position_embeddings", None)
         self.max_input = min(decoding.max_input_tokens, positions or decoding.max_input_tokens)
-        self._torch = torch
-        commit = getattr(self.model.config, "_commit_hash", None)
+        commit = getattr(config, "_commit_hash", None)
         self.fingerprint = model_fingerprint(name, resolve_model_path(name), revision, commit)
         self.translated = 0
         self.cache_hits = 0
+        self._prepare()
+
+    def _load_model(self, name: str, kwargs: dict[str, Any]) -> Any:
+        """Load the model (raising ``AugregError`` when it cannot); return its config."""
+        from transformers import AutoModelForSeq2SeqLM
+
+        from augreg.tasks import load_pretrained
+
+        self.model = load_pretrained(AutoModelForSeq2SeqLM, name, **kwargs)
+        return self.model.config
+
+    def _prepare(self) -> None:
+        """After the checks: put the model on its device."""
+        self.model.eval().to(self.device)
+
+    def key_settings(self) -> list[Any]:
+        """What besides model and text decides an output (part of every cache key)."""
+        d = self.decoding
+        return [d.num_beams, d.sample, d.temperature, d.top_p, d.max_new_tokens, d.max_input_tokens]
 
     def keys(self, texts: Sequence[str], seeds: Sequence[int | None], n: int) -> list[str]:
         """Cache keys of (text, seed) under this model and decoding."""
-        d = self.decoding
-        settings = [d.num_beams, d.sample, d.temperature, d.top_p, d.max_new_tokens]
-        settings.append(d.max_input_tokens)
+        settings = self.key_settings()
         return [
             cache_key("v1", self.fingerprint, settings, n, seed, text)
             for text, seed in zip(texts, seeds, strict=True)
@@ -221,8 +237,7 @@ class Translator:
     def _generate(
         self, items: list[tuple[str, tuple[str, int | None]]], n: int
     ) -> dict[str, list[str]]:
-        torch = self._torch
-        d = self.decoding
+        """Translate uncached (key, (text, seed)) items in length-sorted batches."""
         tok = self.tokenizer
         lengths = [len(ids) for ids in tok([text for _, (text, _) in items])["input_ids"]]
         order = sorted(range(len(items)), key=lambda i: lengths[i])  # stable: ties keep order
@@ -235,43 +250,41 @@ class Translator:
         try:
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                batch_texts = [items[i][1][0] for i in idx]
-                enc = tok(
-                    batch_texts,
-                    return_tensors="pt",
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_input,
-                ).to(self.device)
-                kwargs: dict[str, Any] = {"max_new_tokens": d.max_new_tokens}
-                if d.sample:
-                    from transformers import (
-                        LogitsProcessorList,
-                        TemperatureLogitsWarper,
-                        TopPLogitsWarper,
-                    )
-
-                    procs: list[Any] = []
-                    if d.temperature != 1.0:
-                        procs.append(TemperatureLogitsWarper(d.temperature))
-                    if d.top_p < 1.0:
-                        procs.append(TopPLogitsWarper(d.top_p))
-                    seeds = [int(items[i][1][1] or 0) for i in idx]
-                    procs.append(RowGumbel(seeds, self.device))
-                    kwargs.update(
-                        do_sample=False, num_beams=1, logits_processor=LogitsProcessorList(procs)
-                    )
-                else:
-                    kwargs.update(do_sample=False, num_beams=d.num_beams, num_return_sequences=n)
-                with torch.inference_mode():
-                    generated = self.model.generate(**enc, **kwargs)
-                decoded = tok.batch_decode(generated, skip_special_tokens=True)
-                per = 1 if d.sample else n
-                for k, i in enumerate(idx):
-                    out[items[i][0]] = [s.strip() for s in decoded[k * per : (k + 1) * per]]
+                texts = [items[i][1][0] for i in idx]
+                seeds = [int(items[i][1][1] or 0) for i in idx]
+                for i, outs in zip(idx, self._batch(texts, seeds, n), strict=True):
+                    out[items[i][0]] = [s.strip() for s in outs]
                 if bar is not None:
                     bar.update(len(idx))
         finally:
             if bar is not None:
                 bar.close()
         return out
+
+    def _batch(self, texts: list[str], seeds: list[int], n: int) -> list[list[str]]:
+        """One ``generate`` call: ``n`` outputs per text (one sample per seed when sampling)."""
+        import torch
+
+        d = self.decoding
+        tok = self.tokenizer
+        enc = tok(
+            texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_input
+        ).to(self.device)
+        kwargs: dict[str, Any] = {"max_new_tokens": d.max_new_tokens}
+        if d.sample:
+            from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+            procs: list[Any] = []
+            if d.temperature != 1.0:
+                procs.append(TemperatureLogitsWarper(d.temperature))
+            if d.top_p < 1.0:
+                procs.append(TopPLogitsWarper(d.top_p))
+            procs.append(RowGumbel(seeds, self.device))
+            kwargs.update(do_sample=False, num_beams=1, logits_processor=LogitsProcessorList(procs))
+        else:
+            kwargs.update(do_sample=False, num_beams=d.num_beams, num_return_sequences=n)
+        with torch.inference_mode():
+            generated = self.model.generate(**enc, **kwargs)
+        decoded = tok.batch_decode(generated, skip_special_tokens=True)
+        per = 1 if d.sample else n
+        return [decoded[k * per : (k + 1) * per] for k in range(len(texts))]
