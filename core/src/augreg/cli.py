@@ -307,9 +307,23 @@ def bench(
         bool,
         typer.Option(help="Run in this process, one at a time (debugging; memory not per run)."),
     ] = False,
+    adopt: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Adopt finished runs under this folder (repeatable): a run folder whose config "
+            "(data by content) and seed are a run of the plan becomes its record, not rerun."
+        ),
+    ] = None,
+    adopt_base: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where relative data paths of adopted runs resolve from when they exist "
+            "neither from the base_dir their config records nor from the run folder."
+        ),
+    ] = None,
 ) -> None:
     """Compare variants of a pipeline over seeds: intervals, paired tests, costs, plots."""
-    from augreg.bench import load_records, load_spec, plan_jobs, require_matplotlib
+    from augreg.bench import adopt_runs, load_records, load_spec, plan_jobs, require_matplotlib
 
     try:
         plan = load_spec(
@@ -331,11 +345,23 @@ def bench(
         err.print(f"[yellow]warning:[/yellow] {warning}")
     for name, reason in plan.skipped:
         err.print(f"[yellow]warning:[/yellow] variant {name!r} skipped: {reason}")
+    if adopt_base is not None and not adopt:
+        _fail(AugregError("augreg: --adopt-base is for --adopt DIR; add the folder of runs"), 2)
+        return
+    to_adopt: set[str] = set()
+    if adopt:
+        try:
+            adopted = adopt_runs(plan, adopt, base=adopt_base, write=not dry_run)
+        except AugregError as exc:
+            _fail(exc, 2)
+            return
+        _print_adoption(adopted, dry_run)
+        to_adopt = {run.key for run in adopted.adopted} if dry_run else set()
     records, problems = load_records(plan.folder)
     for problem in problems:
         err.print(f"[yellow]warning:[/yellow] {problem}")
     jobs_all = plan_jobs(plan, variant)
-    done = {j.key for j in jobs_all if j.key in records}
+    done = {j.key for j in jobs_all if j.key in records or j.key in to_adopt}
     table = Table(title=f"augreg bench {plan.name}: {plan.folder}")
     for col in ("variant", "components", "config", "runs done"):
         table.add_column(col)
@@ -349,7 +375,10 @@ def bench(
         )
     out.print(table)
     todo = len(jobs_all) - len(done)
-    out.print(f"seeds {', '.join(map(str, plan.seeds))}; {todo} run(s) to do, {len(done)} done")
+    adopting = f" ({len(done & to_adopt)} by adoption)" if to_adopt else ""
+    out.print(
+        f"seeds {', '.join(map(str, plan.seeds))}; {todo} run(s) to do, {len(done)} done{adopting}"
+    )
     if dry_run:
         return
     try:
@@ -389,6 +418,39 @@ def bench(
             "Fix the cause and run the same command again: finished runs are kept."
         )
         raise typer.Exit(1)
+
+
+def _print_adoption(outcome: Any, dry_run: bool) -> None:
+    """What ``--adopt`` adopted (would adopt) per variant, and what it skipped and why."""
+    from augreg.bench.adopt import SKIP_REASONS
+
+    verb = "would adopt" if dry_run else "adopted"
+    table = Table(title=f"augreg bench --adopt: {verb} {len(outcome.adopted)} run(s)")
+    for col in ("variant", "seeds", "from"):
+        table.add_column(col)
+    folders: dict[str, list[str]] = {}
+    for run in outcome.adopted:
+        for name in run.variants:
+            folders.setdefault(name, []).append(str(run.run_dir.parent))
+    for name, seeds in outcome.per_variant().items():
+        table.add_row(name, ", ".join(map(str, seeds)), ", ".join(dict.fromkeys(folders[name])))
+    out.print(table)
+    skipped = sum(len(items) for items in outcome.skipped.values())
+    if skipped:
+        counts = [f"{r} {len(outcome.skipped[r])}" for r in SKIP_REASONS if r in outcome.skipped]
+        out.print(f"skipped {skipped} run folder(s): {', '.join(counts)}")
+    for reason in SKIP_REASONS:
+        items = outcome.skipped.get(reason, [])
+        for folder, detail in items[:3]:
+            out.print(f"  {reason}: {folder}" + (f" ({detail})" if detail else ""))
+        if len(items) > 3:
+            out.print(f"  {reason}: ... and {len(items) - 3} more")
+    defaulted = sorted({k for run in outcome.adopted for k in run.defaulted})
+    if defaulted:
+        err.print(
+            f"[yellow]note:[/yellow] adopted run configs lack {', '.join(defaulted)}: they predate "
+            "these settings and matched with today's defaults (versions in their augreg.lock)"
+        )
 
 
 def _bench_runs(

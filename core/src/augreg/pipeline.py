@@ -547,7 +547,9 @@ class Pipeline:
         main = _is_main_process()
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            _write_yaml(run_dir / "config.yaml", self.config.to_dict())
+            # Data paths absolute: the run folder names the files it used and re-runs from
+            # anywhere on this machine (`augreg run <run folder>/config.yaml`).
+            _write_yaml(run_dir / "config.yaml", absolute_config(self.config))
             (run_dir / "augreg.lock").write_text(
                 "".join(f"{k}=={v}\n" for k, v in installed_distributions().items())
             )
@@ -825,6 +827,61 @@ def _cleanup_checkpoints(folder: Path) -> None:
 
     if folder.exists():
         shutil.rmtree(folder, ignore_errors=True)
+
+
+#: Data sources of a ``[data]`` table besides the named ``eval`` sets.
+DATA_SOURCES = ("train", "validation", "test", "unlabelled")
+
+
+def absolute_source(source: Any, base: Path) -> Any:
+    """A data source (a path, or a table with ``path``) with the path absolute from ``base``.
+
+    Anything else (a hub data set, an in-code data set) is returned as it is.
+    """
+    if isinstance(source, str):
+        p = Path(source).expanduser()
+        return str(p if p.is_absolute() else (base / p).resolve())
+    if isinstance(source, Mapping) and isinstance(source.get("path"), str):
+        return {**source, "path": absolute_source(source["path"], base)}
+    return source
+
+
+def _absolute_data(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A ``[data]`` table (file layout) with every local path absolute, resolved from ``base``.
+
+    Hub data sets and in-code data sets are left as they are. Changes ``data`` in place and
+    returns it.
+    """
+    for key in DATA_SOURCES:
+        if data.get(key) is not None:
+            data[key] = absolute_source(data[key], base)
+    data["eval"] = {k: absolute_source(v, base) for k, v in (data.get("eval") or {}).items()}
+    if data.get("cache_dir"):
+        data["cache_dir"] = absolute_source(data["cache_dir"], base)
+    return data
+
+
+def absolute_config(cfg: PipelineConfig) -> dict[str, Any]:
+    """The config in file layout with every local data path absolute, ``base_dir`` resolved.
+
+    What a run folder's ``config.yaml`` holds and what a bench run is given: it names the files
+    used and validates from any working folder on this machine. A multi-task config's paths
+    are made absolute in every task's data.
+
+    Example:
+        >>> raw = absolute_config(load_config("examples/sst2_minilm.toml"))  # doctest: +SKIP
+        >>> raw["data"]["train"]["path"]  # doctest: +SKIP
+        '/home/me/shared/data/sst2/train.jsonl'
+    """
+    raw = cfg.to_dict()
+    base = Path(cfg.base_dir).expanduser().resolve()
+    if isinstance(raw.get("data"), dict):
+        _absolute_data(raw["data"], base)
+    for task in raw.get("tasks") or []:
+        if isinstance(task.get("data"), dict):
+            _absolute_data(task["data"], base)
+    raw["base_dir"] = str(base)
+    return raw
 
 
 def _write_yaml(path: Path, data: Mapping[str, Any]) -> None:

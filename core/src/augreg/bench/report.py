@@ -3,7 +3,8 @@
 From the plan and the finished records, :func:`summarize` computes, per variant and evaluation
 set, the mean, standard deviation and 95% t-interval over seeds, and the paired difference to
 the base over the seeds both have (its t-interval and paired t-test p-value); per variant, the
-cost relative to the base (median wall time per run, seconds per step, peak memory).
+cost relative to the base (median wall time per run, seconds per step, peak memory); and how
+many runs were adopted from earlier run folders (``--adopt``), said in the notes.
 :func:`write_reports` writes ``summary.json``, ``summary.md``, ``summary.html`` (plots embedded
 as base64 PNG) and ``plots/*.png``.
 
@@ -80,6 +81,7 @@ def summarize(plan: BenchPlan, records: Mapping[str, Mapping[str, Any]]) -> dict
         return {s: records[f"{h}-s{s}"] for s in plan.seeds if f"{h}-s{s}" in records}
 
     every = [r for v in plan.variants for r in runs_of(v.hash).values()]
+    used = {r["key"]: r for r in every if "key" in r}  # variants with one config share runs
     sets = _set_order(plan, every)
     if every and not any(metric in m for r in every for m in r["metrics"].values()):
         there = sorted({k for r in every for m in r["metrics"].values() for k in m})
@@ -149,7 +151,22 @@ def summarize(plan: BenchPlan, records: Mapping[str, Mapping[str, Any]]) -> dict
         "sets": sets,
         "variants": variants,
         "skipped": [{"name": n, "reason": r} for n, r in plan.skipped],
+        "runs": len(used),
+        "adopted": sum(1 for r in used.values() if r.get("adopted_from")),
     }
+
+
+def _notes(summary: Mapping[str, Any]) -> list[str]:
+    """Notes under the tables: how many runs were adopted from earlier run folders."""
+    adopted = summary.get("adopted") or 0
+    if not adopted:
+        return []
+    return [
+        f"{adopted} of the {summary['runs']} runs were adopted from finished run folders "
+        "(augreg bench --adopt; adopted_from in their records): same config and data (by "
+        "content) and same seed, trained before or elsewhere. Their time and memory were "
+        "measured there, so the cost ratios may mix machines or loads."
+    ]
 
 
 def _cost(runs: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
@@ -273,6 +290,10 @@ def to_markdown(summary: Mapping[str, Any], plots: Sequence[str] = PLOTS) -> str
         lines += [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]
         lines.append("")
+    if _notes(summary):
+        lines += ["## Notes", ""]
+        lines += [f"- {note}" for note in _notes(summary)]
+        lines.append("")
     if summary["skipped"]:
         lines += ["## Skipped variants", ""]
         lines += [f"- {s['name']}: {s['reason']}" for s in summary["skipped"]]
@@ -310,6 +331,10 @@ def to_html(summary: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
         for r in rows:
             parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>")
         parts.append("</table>")
+    if _notes(summary):
+        parts.append("<h2>Notes</h2><ul>")
+        parts += [f"<li>{e(note)}</li>" for note in _notes(summary)]
+        parts.append("</ul>")
     if summary["skipped"]:
         parts.append("<h2>Skipped variants</h2><ul>")
         parts += [f"<li>{e(s['name'])}: {e(s['reason'])}</li>" for s in summary["skipped"]]

@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from augreg.bench.spec import BenchPlan, config_hash
-from augreg.config import SECTIONS, set_dotted, validate
+from augreg.config import SECTIONS, PipelineConfig, set_dotted, validate
 from augreg.errors import AugregError
 
 __all__ = ["BenchOutcome", "RunJob", "execute", "load_records", "plan_jobs", "run_bench"]
@@ -131,6 +131,63 @@ def _job_config(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+#: What a record takes from a run's training report (``metrics.json`` ``train``).
+RECORD_TRAIN_FIELDS = (
+    "wall_seconds",
+    "train_seconds",
+    "seconds_per_step",
+    "steps",
+    "peak_memory_mb",
+    "train_examples",
+    "extra_passes",
+    "trainable_parameters",
+)
+
+
+def make_record(
+    config_hash: str,
+    seed: int,
+    variants: Sequence[str],
+    cfg: PipelineConfig,
+    metrics: Mapping[str, Any],
+    train: Mapping[str, Any],
+    *,
+    run_dir: str | Path,
+    started: datetime | None,
+    finished: datetime | None,
+    versions: Mapping[str, str] | None,
+    config: Mapping[str, Any],
+    threads: int | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """A bench record of one finished run; what the run did not measure is None.
+
+    ``metrics`` are the metrics per evaluation set and ``train`` the training report of the run
+    (in a run folder's ``metrics.json``: ``eval`` and ``train``); ``config`` is what the record
+    shows as the run's config.
+    """
+
+    def iso(t: datetime | None) -> str | None:
+        return None if t is None else t.isoformat(timespec="seconds")
+
+    return {
+        "key": f"{config_hash}-s{seed}",
+        "config_hash": config_hash,
+        "seed": seed,
+        "variants": list(variants),
+        "components": [s.name for section in SECTIONS for s in getattr(cfg, section)],
+        "metrics": dict(metrics),
+        **{name: train.get(name) for name in RECORD_TRAIN_FIELDS},
+        "threads": threads,
+        "device": device,
+        "run_dir": str(run_dir),
+        "started": iso(started),
+        "finished": iso(finished),
+        "versions": None if versions is None else dict(versions),
+        "config": dict(config),
+    }
+
+
 def execute(job: RunJob) -> dict[str, Any]:
     """Run one job in this process and write its record; return the record.
 
@@ -150,35 +207,26 @@ def execute(job: RunJob) -> dict[str, Any]:
     if config_hash(cfg) != job.config_hash:
         raise RuntimeError(
             f"augreg: bench run {job.key}: the config hashes to {config_hash(cfg)}, not "
-            f"{job.config_hash}; an installed plugin changed its option defaults since the "
-            "plan was made. Run the bench again."
+            f"{job.config_hash}; a data file or an installed plugin's option defaults changed "
+            "since the plan was made. Run the bench again."
         )
     started = datetime.now(timezone.utc)
     result = Pipeline.from_validated(cfg).run(job.folder)
-    t = result.train
-    record: dict[str, Any] = {
-        "key": job.key,
-        "config_hash": job.config_hash,
-        "seed": job.seed,
-        "variants": list(job.variants),
-        "components": [s.name for section in SECTIONS for s in getattr(cfg, section)],
-        "metrics": result.metrics,
-        "wall_seconds": t["wall_seconds"],
-        "train_seconds": t["train_seconds"],
-        "seconds_per_step": t["seconds_per_step"],
-        "steps": t["steps"],
-        "peak_memory_mb": t["peak_memory_mb"],
-        "train_examples": t["train_examples"],
-        "extra_passes": t["extra_passes"],
-        "trainable_parameters": t["trainable_parameters"],
-        "threads": job.threads,
-        "device": job.device,
-        "run_dir": str(result.run_dir),
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": installed_distributions(),
-        "config": job.config,
-    }
+    record = make_record(
+        job.config_hash,
+        job.seed,
+        job.variants,
+        cfg,
+        result.metrics,
+        result.train,
+        run_dir=result.run_dir,
+        started=started,
+        finished=datetime.now(timezone.utc),
+        versions=installed_distributions(),
+        config=job.config,
+        threads=job.threads,
+        device=job.device,
+    )
     _write_json_atomic(job.record_path, record)
     return record
 

@@ -38,7 +38,9 @@ is an error that names what to install, or, with ``skip_missing = true`` (``--sk
 is skipped with a warning. Validation loads no model.
 
 Each (variant, seed) run is identified by the hash of the variant's resolved config (seed and
-bookkeeping settings left out) and the seed; variants with the same config share their runs.
+bookkeeping settings left out, local data files by content: sha256 and size, not path) and the
+seed; variants with the same config share their runs, and a run keeps its key wherever the
+checkout or the data files are moved.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from augreg.config import SECTIONS, PipelineConfig, expand_recipes, read_config_
 from augreg.errors import ConfigError, Problem
 from augreg.host import KNOWN_DISTRIBUTIONS, PluginHost, default_host
 from augreg.options import describe_validation_error
+from augreg.pipeline import DATA_SOURCES, absolute_config, absolute_source
 
 __all__ = [
     "BenchPlan",
@@ -65,6 +68,8 @@ __all__ = [
     "Variant",
     "VariantSpec",
     "config_hash",
+    "file_fingerprint",
+    "hashed_config",
     "load_spec",
 ]
 
@@ -220,42 +225,91 @@ class BenchPlan:
 def config_hash(cfg: PipelineConfig) -> str:
     """A 16-hex-digit hash of what a run computes: the resolved config without the seed.
 
-    Left out: the seed, the name, the base folder and bookkeeping (run name, output folder,
-    progress bars, saving the weights, logging steps, data loader workers, cache folder).
+    Local data files enter by content, not by path (see :func:`file_fingerprint`): the same
+    pipeline on the same data hashes alike from any folder or checkout, and editing a data file
+    changes the hash. Hub data set names and other sources enter as they are. Left out: the
+    seed, the name, the base folder and bookkeeping (run name, output folder, progress bars,
+    saving the weights, logging steps, data loader workers, cache folder).
+
+    Raises:
+        ConfigError: a local data file does not exist (names the file and the base folder).
+    """
+    blob = json.dumps(hashed_config(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def hashed_config(cfg: PipelineConfig) -> dict[str, Any]:
+    """What :func:`config_hash` hashes: the file layout, data files as fingerprints, no seed.
+
+    Raises:
+        ConfigError: a local data file does not exist.
     """
     d = cfg.to_dict()
     for key in ("name", "base_dir"):
         d.pop(key, None)
     for key in UNHASHED_TRAIN:
         d["train"].pop(key, None)
-    d["data"].pop("cache_dir", None)
-    blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+    base = Path(cfg.base_dir)
+    problems: list[Problem] = []
+    tables = [("data", d["data"])] if "data" in d else []
+    tables += [(f"tasks[{i}].data", t["data"]) for i, t in enumerate(d.get("tasks") or [])]
+    for where, data in tables:
+        data.pop("cache_dir", None)
+        sources = [(key, data, key) for key in DATA_SOURCES if data.get(key) is not None]
+        sources += [(f"eval.{k}", data["eval"], k) for k in data.get("eval") or {}]
+        for name, parent, key in sources:
+            try:
+                parent[key] = _fingerprinted(parent[key], base)
+            except FileNotFoundError as exc:
+                problems.append(
+                    Problem(
+                        f"{where}.{name}",
+                        f"file not found: {exc.filename} (relative paths are resolved from "
+                        f"{base}). Check the path.",
+                    )
+                )
+    if problems:
+        raise ConfigError(f"pipeline {cfg.name!r}", problems)
+    return d
 
 
-def _absolute(source: Any, folder: Path) -> Any:
-    """A data source with its local path made absolute (resolved from ``folder``)."""
-    if isinstance(source, str):
-        p = Path(source).expanduser()
-        return str(p if p.is_absolute() else (folder / p).resolve())
+def _fingerprinted(source: Any, base: Path) -> Any:
+    """A data source (file layout) with its local path replaced by the file's fingerprint."""
     if isinstance(source, Mapping) and isinstance(source.get("path"), str):
-        return {**source, "path": _absolute(source["path"], folder)}
+        path = Path(source["path"]).expanduser()
+        return {**source, "path": file_fingerprint(path if path.is_absolute() else base / path)}
     return source
 
 
-def _absolute_config(cfg: PipelineConfig) -> dict[str, Any]:
-    """The config in file layout with every data path absolute, so runs can go anywhere."""
-    raw = cfg.to_dict()
-    base = Path(cfg.base_dir).resolve()
-    data = raw["data"]
-    for key in ("train", "validation", "test"):
-        if key in data:
-            data[key] = _absolute(data[key], base)
-    data["eval"] = {k: _absolute(v, base) for k, v in data.get("eval", {}).items()}
-    if data.get("cache_dir"):
-        data["cache_dir"] = _absolute(data["cache_dir"], base)
-    raw["base_dir"] = str(base)
-    return raw
+_FINGERPRINTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_fingerprint(path: str | Path) -> dict[str, Any]:
+    """What a data file is, whatever its name or folder: the sha256 of its bytes and its size.
+
+    Memoised in the process per (resolved path, size, modification time), so a plan reads each
+    file once however many variants use it, and an edited file is read again.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+
+    Example:
+        >>> file_fingerprint("data/sst2/train.jsonl")  # doctest: +SKIP
+        {'sha256': '9f2c...', 'size': 4183230}
+    """
+    p = Path(path).expanduser().resolve()
+    if not p.is_file():
+        raise FileNotFoundError(2, "no such file", str(p))
+    stat = p.stat()
+    memo = (str(p), stat.st_size, stat.st_mtime_ns)
+    digest = _FINGERPRINTS.get(memo)
+    if digest is None:
+        h = hashlib.sha256()
+        with p.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        digest = _FINGERPRINTS[memo] = h.hexdigest()
+    return {"sha256": digest, "size": stat.st_size}
 
 
 def _prefix(problems: Sequence[Problem], where: str) -> list[Problem]:
@@ -448,8 +502,12 @@ def load_spec(
         base_in.setdefault("base_dir", str(folder))
     if spec.eval is not None:
         data_in = dict(base_in.get("data") or {})
-        data_in["test"] = _absolute(spec.eval["test"], folder) if "test" in spec.eval else None
-        data_in["eval"] = {k: _absolute(s, folder) for k, s in spec.eval.items() if k != "test"}
+        data_in["test"] = (
+            absolute_source(spec.eval["test"], folder) if "test" in spec.eval else None
+        )
+        data_in["eval"] = {
+            k: absolute_source(s, folder) for k, s in spec.eval.items() if k != "test"
+        }
         base_in["data"] = data_in
     if base_in.get("tasks"):
         problems.append(
@@ -470,7 +528,7 @@ def load_spec(
         problems.append(
             Problem("eval", "the bench has no evaluation set: add [eval] test = <path> (and more)")
         )
-    base_raw = _absolute_config(base_cfg)
+    base_raw = absolute_config(base_cfg)
     base_cfg = validate(base_raw, source=source, host=host)
     metric = spec.metric or DEFAULT_METRIC[base_cfg.task.type]
 
