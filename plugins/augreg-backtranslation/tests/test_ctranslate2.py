@@ -230,3 +230,16 @@ def test_seeded_sampling_is_reproducible(
         cache=False,
     ).augment_batch(_examples(), _rngs(len(TEXTS), 1))  # fmt: skip
     assert runs[0] != greedy  # it samples
+
+
+@needs_ct2
+def test_beam_search_gives_n_outputs_per_text(
+    make: Callable[..., RoundTrip], models: dict[str, str], tmp_path: Path
+) -> None:
+    """n hypotheses for every text, also for one that tokenizes to EOS only (padded with '')."""
+    aug = make(models["random"], tmp_path, backend="ctranslate2", num_beams=3, paraphrases=2)
+    ((fwd, _),) = aug._steps  # type: ignore[misc]
+    outs = fwd.translate([*TEXTS[:6], ""], n=2)
+    assert [len(o) for o in outs] == [2] * 7
+    assert outs[-1] == ["", ""]
+    assert all(len(set(o)) == 2 for o in outs[:6])  # two different hypotheses

@@ -43,6 +43,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -257,6 +258,7 @@ class CT2Translator(Translator):
                 f"by ctranslate2 {ct2.__version__} on {device}; supported there: "
                 f"{', '.join(['default', 'auto', *supported])}."
             )
+        start = time.perf_counter()
         folder, self.converted = convert(
             self.name,
             self.revision,
@@ -265,6 +267,7 @@ class CT2Translator(Translator):
             self.convert_dir,
             self.label,
         )
+        self.convert_seconds = time.perf_counter() - start  # ~0 when reused
         self.model = ct2.Translator(
             str(folder),
             device=device,
@@ -286,10 +289,9 @@ class CT2Translator(Translator):
     def key_settings(self) -> list[Any]:
         return [*super().key_settings(), self.backend, self.compute_type]
 
-    def _batch(self, texts: list[str], seeds: list[int], n: int) -> list[list[str]]:
+    def _batch(self, ids: list[list[int]], seeds: list[int], n: int) -> list[list[str]]:
         d = self.decoding
         tok = self.tokenizer
-        ids = tok(texts, truncation=True, max_length=self.max_input)["input_ids"]
         source = [tok.convert_ids_to_tokens(row) for row in ids]
         kwargs: dict[str, Any] = {
             "max_decoding_length": max(1, self.max_decoding),
@@ -312,10 +314,14 @@ class CT2Translator(Translator):
             kwargs.update(beam_size=d.num_beams, num_hypotheses=n)
         results = self.model.translate_batch(source, **kwargs)
         per = 1 if d.sample else n
-        return [
-            tok.batch_decode(
-                [tok.convert_tokens_to_ids(h) for h in r.hypotheses[:per]],
-                skip_special_tokens=True,
-            )
-            for r in results
-        ]
+        hypotheses = [r.hypotheses[:per] for r in results]
+        flat = tok.batch_decode(
+            [tok.convert_tokens_to_ids(h) for hyps in hypotheses for h in hyps],
+            skip_special_tokens=True,
+        )
+        out, start = [], 0
+        for hyps in hypotheses:
+            # an input of only EOS gives one empty hypothesis: pad to ``per`` outputs
+            out.append(flat[start : start + len(hyps)] + [""] * (per - len(hyps)))
+            start += len(hyps)
+        return out

@@ -238,9 +238,10 @@ class Translator:
         self, items: list[tuple[str, tuple[str, int | None]]], n: int
     ) -> dict[str, list[str]]:
         """Translate uncached (key, (text, seed)) items in length-sorted batches."""
-        tok = self.tokenizer
-        lengths = [len(ids) for ids in tok([text for _, (text, _) in items])["input_ids"]]
-        order = sorted(range(len(items)), key=lambda i: lengths[i])  # stable: ties keep order
+        # tokenized once: the lengths sort the batches, the ids feed them
+        texts = [text for _, (text, _) in items]
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_input)["input_ids"]
+        order = sorted(range(len(items)), key=lambda i: len(ids[i]))  # stable: ties keep order
         out: dict[str, list[str]] = {}
         bar = None
         if self.progress and len(items) >= 2 * self.batch_size:
@@ -250,9 +251,8 @@ class Translator:
         try:
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                texts = [items[i][1][0] for i in idx]
                 seeds = [int(items[i][1][1] or 0) for i in idx]
-                for i, outs in zip(idx, self._batch(texts, seeds, n), strict=True):
+                for i, outs in zip(idx, self._batch([ids[i] for i in idx], seeds, n), strict=True):
                     out[items[i][0]] = [s.strip() for s in outs]
                 if bar is not None:
                     bar.update(len(idx))
@@ -261,15 +261,14 @@ class Translator:
                 bar.close()
         return out
 
-    def _batch(self, texts: list[str], seeds: list[int], n: int) -> list[list[str]]:
-        """One ``generate`` call: ``n`` outputs per text (one sample per seed when sampling)."""
+    def _batch(self, ids: list[list[int]], seeds: list[int], n: int) -> list[list[str]]:
+        """One ``generate`` call on token ids (truncated): ``n`` outputs per text (one sample
+        per seed when sampling)."""
         import torch
 
         d = self.decoding
         tok = self.tokenizer
-        enc = tok(
-            texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_input
-        ).to(self.device)
+        enc = tok.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
         kwargs: dict[str, Any] = {"max_new_tokens": d.max_new_tokens}
         if d.sample:
             from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
@@ -287,4 +286,4 @@ class Translator:
             generated = self.model.generate(**enc, **kwargs)
         decoded = tok.batch_decode(generated, skip_special_tokens=True)
         per = 1 if d.sample else n
-        return [decoded[k * per : (k + 1) * per] for k in range(len(texts))]
+        return [decoded[k * per : (k + 1) * per] for k in range(len(ids))]
