@@ -16,6 +16,8 @@ never found by branching on class names:
   one into every training batch, and the component reads them from ``ctx.unlabelled``
   (:class:`augreg.context.UnlabelledBatch`). Its ``extra_passes`` counts passes over an
   unlabelled batch as large as the labelled one; the run report multiplies them by the ratio.
+  A component whose use of unlabelled text depends on its options (distillation with
+  ``unlabeled = true``) overrides the class method :meth:`Component.uses_unlabelled` instead.
 * ``needs_model`` (augmenters): the augmenter writes its views against the model being
   trained (adversarial examples). The core hands it the model through
   :meth:`Augmenter.use_model` at the start of the epochs :meth:`Augmenter.refresh_epoch`
@@ -42,7 +44,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -197,6 +199,15 @@ class Component:
 
     class Options(_Options):
         """No options."""
+
+    @classmethod
+    def uses_unlabelled(cls, options: Mapping[str, Any]) -> bool:
+        """Whether the component, with these (raw config) options, trains on unlabelled text.
+
+        Default: ``needs_unlabelled``. The config check and the run report ask this, before
+        and after the component is built.
+        """
+        return cls.needs_unlabelled
 
     options: _Options
     """The validated options; a subclass may narrow it with ``options: Options``."""

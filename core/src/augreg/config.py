@@ -821,7 +821,7 @@ def _check_multitask_components(cfg: PipelineConfig, host: PluginHost) -> list[P
                 reason = "adapters are not supported in multi-task pipelines yet"
             elif getattr(cls, "model_inputs", ()):
                 reason = "injectors with model inputs are not supported in multi-task pipelines yet"
-            elif getattr(cls, "needs_unlabelled", False):
+            elif _uses_unlabelled(cls, spec.options):
                 reason = "training on unlabelled text is single-task for now"
             elif not getattr(cls, "supports_multitask", True):
                 reason = "it serves one task head only (supports_multitask = False)"
@@ -840,13 +840,21 @@ def _check_multitask_components(cfg: PipelineConfig, host: PluginHost) -> list[P
     return problems
 
 
+def _uses_unlabelled(cls: Any, options: Mapping[str, Any]) -> bool:
+    """``cls.uses_unlabelled(options)`` (a component class), else its ``needs_unlabelled``."""
+    ask = getattr(cls, "uses_unlabelled", None)
+    if callable(ask):
+        return bool(ask(options))
+    return bool(getattr(cls, "needs_unlabelled", False))
+
+
 def _check_unlabelled(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:
     """Unlabelled data and the components that train on it come together (``needs_unlabelled``)."""
     users: list[tuple[str, str, Any]] = []
     for section in SECTIONS:
         for i, spec in enumerate(getattr(cfg, section)):
             found = host.find(spec.name)
-            if found is not None and getattr(found.cls, "needs_unlabelled", False):
+            if found is not None and _uses_unlabelled(found.cls, spec.options):
                 users.append((f"{section}[{i}]", spec.name, found.origin))
     given = cfg.data.unlabelled is not None
     if users and not given:
@@ -866,8 +874,8 @@ def _check_unlabelled(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:
             Problem(
                 "data.unlabelled",
                 "is given, but no component trains on unlabelled text (e.g. "
-                "consistency.uda, consistency.self_training); add one or remove "
-                "data.unlabelled",
+                "consistency.uda, consistency.self_training, objectives.distillation with "
+                "unlabeled = true); add one or remove data.unlabelled",
             )
         ]
     return []

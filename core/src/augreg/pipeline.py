@@ -493,6 +493,7 @@ class Pipeline:
         )
 
         metrics = _evaluate_all(trainer, evals)
+        ratio = cfg.data.unlabelled_ratio
         train_info: dict[str, Any] = {
             **timing,
             "wall_seconds": round(time.perf_counter() - t0, 3),
@@ -511,7 +512,7 @@ class Pipeline:
             # labelled one; the unlabelled batch is unlabelled_ratio times larger.
             "extra_passes": round(
                 sum(
-                    c.extra_passes * (cfg.data.unlabelled_ratio if c.needs_unlabelled else 1)
+                    c.extra_passes * (ratio if c.uses_unlabelled(c.options.model_dump()) else 1)
                     for c in self.all_components()
                 ),
                 4,

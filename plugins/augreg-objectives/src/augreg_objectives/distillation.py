@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -58,8 +59,15 @@ class Distillation(augreg.Objective):
     ``loss = alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, labels)``
     (Hinton et al. 2015), averaged over the examples (sequence classification) or the
     labelled tokens (token classification). Positions labelled ``-100`` and padding are
-    ignored; with ``unlabeled = true``, sequence examples labelled ``-100`` (unlabelled text)
-    get the KL term only. Replaces ``core.cross_entropy`` (it contains it).
+    ignored. Replaces ``core.cross_entropy`` (it contains it).
+
+    Soft labels on unlabelled text (``unlabeled = true``, sequence classification): the
+    pipeline's ``data.unlabelled`` (required then) is drawn with every training batch,
+    ``data.unlabelled_ratio`` examples per labelled one; the student runs on them and gets
+    the KL term toward the teacher there too, averaged with the labelled examples' KL (so
+    each example, labelled or not, counts once); the cross-entropy stays on the labelled
+    ones. In a custom loop, sequence examples labelled ``-100`` in the batch are treated as
+    unlabelled the same way.
 
     ``hidden_weight > 0`` adds ``hidden_weight * MSE(P h_s, h_t)`` between the last hidden
     states on real tokens, where ``P`` is a learned linear projection when the student's
@@ -71,7 +79,10 @@ class Distillation(augreg.Objective):
     miss the cache. Hidden-state matching always runs the teacher.
 
     Cost: one teacher forward (no backward) per step until the cache is warm; none after,
-    for a static data set without hidden-state matching.
+    for a static data set without hidden-state matching. With ``unlabeled = true``, per
+    unlabelled batch as large as the labelled one: one student forward and backward and one
+    teacher forward until its logits are cached (1.33 passes, declared; the run report
+    multiplies it by the ratio).
 
     Example:
         >>> augreg.create("objectives.distillation", teacher="runs/teacher-s1", temperature=2.0)
@@ -100,7 +111,8 @@ class Distillation(augreg.Objective):
         )
         unlabeled: bool = Field(
             False,
-            description="Sequence examples labelled -100 get the KL term (unlabelled text).",
+            description="Also distil on unlabelled text: the pipeline's data.unlabelled "
+            "(required), drawn with every batch (sequence classification).",
         )
         cache: Literal["memory", "none"] = Field(
             "memory", description="Keep teacher logits per tokenized example for the run."
@@ -132,8 +144,15 @@ class Distillation(augreg.Objective):
         hidden = 0.5 if task == "token_classification" else 0.0
         return {"teacher": str(teacher), "hidden_weight": hidden}
 
+    @classmethod
+    def uses_unlabelled(cls, options: Mapping[str, Any]) -> bool:
+        """With ``unlabeled = true`` the pipeline needs ``data.unlabelled``."""
+        return bool(options.get("unlabeled", False))
+
     def __init__(self, options: Any = None, /, **kwargs: Any) -> None:
         super().__init__(options, **kwargs)
+        if self.options.unlabeled:
+            self.extra_passes = 1.0 + 1 / 3  # type: ignore[misc]
         # hidden states only when they are matched (the step then asks every pass for them)
         self.needs_hidden_states = self.options.hidden_weight > 0  # type: ignore[misc]
         self._teacher: Any = None
@@ -147,6 +166,11 @@ class Distillation(augreg.Objective):
         return {**self.__dict__, "_teacher": None, "_cache": OrderedDict(), "_checked": None}
 
     def setup(self, ctx: augreg.SetupContext) -> None:
+        if self.options.unlabeled and ctx.task != "sequence_classification":
+            raise AugregError(
+                "augreg: objectives.distillation: unlabeled = true is for sequence "
+                f"classification, and the task is {ctx.task}; set unlabeled = false."
+            )
         self._task = ctx.task
         self._labels = list(ctx.labels)
         if self._teacher is None:
@@ -215,18 +239,25 @@ class Distillation(augreg.Objective):
 
     # -- the loss --------------------------------------------------------------------------
 
-    def _teacher_pass(self, ctx: StepContext, hidden: bool) -> tuple[torch.Tensor, Any]:
+    def _teacher_pass(
+        self, ctx: StepContext, hidden: bool, batch: Mapping[str, Any] | None = None
+    ) -> tuple[torch.Tensor, Any]:
+        """Teacher logits on the step's batch (or ``batch``: the unlabelled inputs)."""
         import torch
 
-        inputs = {k: v for k, v in ctx.inputs.items() if k != "output_hidden_states"}
+        source = ctx.inputs if batch is None else batch
+        inputs = {k: v for k, v in source.items() if k != "output_hidden_states"}
         device = ctx.labels.device
+        attention = inputs.get("attention_mask")
+        if attention is None:
+            attention = torch.ones_like(inputs["input_ids"])
         if self._teacher.device != device:
             self._teacher.to(device)
         use_cache = self.options.cache == "memory" and not hidden
         keys: list[bytes] = []
         if use_cache:
             ids = inputs["input_ids"]
-            mask = ctx.attention_mask.bool()
+            mask = attention.bool()
             keys = [
                 hashlib.blake2b(ids[i][mask[i]].cpu().numpy().tobytes(), digest_size=16).digest()
                 for i in range(ids.size(0))
@@ -241,7 +272,7 @@ class Distillation(augreg.Objective):
             out = self._teacher(**inputs, output_hidden_states=hidden)
         logits = out.logits.detach().float()
         if use_cache:
-            mask = ctx.attention_mask.bool()
+            mask = attention.bool()
             for i, key in enumerate(keys):
                 row = logits[i][mask[i]] if logits.dim() == 3 else logits[i]
                 self._cache[key] = row.cpu()
@@ -278,6 +309,14 @@ class Distillation(augreg.Objective):
             keep = torch.ones_like(labelled) if self.options.unlabeled else labelled
         T = self.options.temperature
         s_kept, t_kept = student[keep], teacher[keep]
+        if self.options.unlabeled and ctx.unlabelled is not None and outputs is None:
+            # soft labels on the unlabelled text drawn with the batch (the clean pass only:
+            # a perturbed pass of a regularizer re-uses the labelled part)
+            extra = ctx.unlabelled.inputs
+            s_extra = ctx.forward(inputs=extra).logits.float()
+            t_extra, _ = self._teacher_pass(ctx, False, extra)
+            s_kept = torch.cat([s_kept, s_extra])
+            t_kept = torch.cat([t_kept, t_extra.to(s_extra.device)])
         total = student.sum() * 0.0
         if s_kept.numel():
             kl = F.kl_div(
