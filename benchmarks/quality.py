@@ -15,6 +15,7 @@ Run:  python benchmarks/quality.py adversarial --seeds 1 2 3 4 5 --out /tmp/qual
       python benchmarks/quality.py consistency --seeds 1 2 3 4 5
       python benchmarks/quality.py multitask --seeds 1 2 3
       python benchmarks/quality.py entity_linking_ner --seeds 1 2 3
+      python benchmarks/quality.py distillation --seeds 1 2 3   # trains the teacher first
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ EXAMPLES = HERE.parent / "examples"
 TRAIN_REST = "@train_rest"
 """A ``data.unlabelled`` override: the training file's rows outside the seed's labelled subset,
 labels dropped (written to the run folder before the run)."""
+TEACHER = "@teacher"
+"""A component option: the study's teacher run folder, trained first when missing
+(:func:`teacher_run`: MiniLM fine-tuned on the whole SST-2 training set, 3 epochs)."""
 SETS_PREFIX = "@sets_prefix"
 """A variant key (not a config override): the run is single-task, and its evaluation sets are
 compared as ``<prefix><set>`` with the multi-task variants' (``test`` -> ``sst2_test``)."""
@@ -224,6 +228,23 @@ STUDIES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
             "describe": {"inject": [{"name": "entity_linking.describe", "kb": WORDNET_KB}]},
         },
     ),
+    # Distillation (Hinton et al. 2015): a MiniLM teacher fine-tuned on all 6,920 SST-2
+    # training sentences; the student learns from the 500 labelled examples plus the
+    # teacher's soft labels on the other 6,420 (labels dropped, 3 per labelled example).
+    "distillation": (
+        "sst2_minilm.toml",
+        "accuracy",
+        {
+            "none": {},
+            "distillation": {
+                "data.unlabelled": TRAIN_REST,
+                "data.unlabelled_ratio": 3,
+                "objectives": [
+                    {"name": "objectives.distillation", "teacher": TEACHER, "unlabeled": True}
+                ],
+            },
+        },
+    ),
     # Multi-task (MT-DNN): SST-2 500 + TREC 500 on a shared MiniLM encoder, one head each,
     # against each task alone; sampling proportional vs temperature (T = 2) when TREC is 4x
     # larger; the tasks' losses combined by sum, uncertainty weighting or PCGrad (two batches
@@ -273,6 +294,32 @@ def unlabelled_rest(config: Path, seed: int, folder: Path) -> Path:
     return path
 
 
+def teacher_run(config: Path, folder: Path) -> Path:
+    """The distillation study's teacher: ``config`` on the whole training set (seed 0, 3
+    epochs, weights saved) in ``folder``, trained once and reused."""
+    import augreg
+
+    if (folder / "metrics.json").exists():
+        return folder
+    overrides = {
+        "data.train_size": None,
+        "train.epochs": 3,
+        "train.seed": 0,
+        "train.run_name": folder.name,
+        "train.save_model": True,
+    }
+    return augreg.Pipeline.from_config(config, overrides=overrides).run(folder.parent).run_dir
+
+
+def _with_teacher(specs: Any, teacher: Path) -> Any:
+    if not isinstance(specs, list):
+        return specs
+    return [
+        {**c, "teacher": str(teacher)} if isinstance(c, dict) and c.get("teacher") == TEACHER else c
+        for c in specs
+    ]
+
+
 def run_one(config: Path, overrides: dict[str, Any], seed: int, folder: Path) -> Path:
     import augreg
 
@@ -280,6 +327,9 @@ def run_one(config: Path, overrides: dict[str, Any], seed: int, folder: Path) ->
     flat.update({k: v for k, v in overrides.items() if k != SETS_PREFIX})
     if flat.get("data.unlabelled") == TRAIN_REST:
         flat["data.unlabelled"] = str(unlabelled_rest(config, seed, folder))
+    if any(_with_teacher(v, Path()) != v for v in flat.values()):
+        teacher = teacher_run(config, folder.parent.parent / "_teacher")
+        flat = {k: _with_teacher(v, teacher) for k, v in flat.items()}
     pipeline = augreg.Pipeline.from_config(config, overrides=flat)
     return pipeline.run(folder.parent).run_dir
 
