@@ -29,9 +29,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent / "examples"
-TRAIN_REST = "@train_rest"
-"""A ``data.unlabelled`` override: the training file's rows outside the seed's labelled subset,
-labels dropped (written to the run folder before the run)."""
 TEACHER = "@teacher"
 """A component option: the study's teacher run folder, trained first when missing
 (:func:`teacher_run`: MiniLM fine-tuned on the whole SST-2 training set, 3 epochs)."""
@@ -196,13 +193,13 @@ STUDIES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
         {
             "none": {},
             "uda": {
-                "data.unlabelled": TRAIN_REST,
+                "data.unlabelled": "train:rest",
                 "data.unlabelled_ratio": 3,
                 "objectives": [{"name": "consistency.tsa", "schedule": "linear"}],
                 "regularize": [{"name": "consistency.uda", "warmup_steps": 20, **_EDA_VIEW}],
             },
             "self_training": {
-                "data.unlabelled": TRAIN_REST,
+                "data.unlabelled": "train:rest",
                 "data.unlabelled_ratio": 3,
                 "regularize": [{"name": "consistency.self_training", **_EDA_VIEW}],
             },
@@ -237,7 +234,7 @@ STUDIES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
         {
             "none": {},
             "distillation": {
-                "data.unlabelled": TRAIN_REST,
+                "data.unlabelled": "train:rest",
                 "data.unlabelled_ratio": 3,
                 "objectives": [
                     {"name": "objectives.distillation", "teacher": TEACHER, "unlabeled": True}
@@ -271,29 +268,6 @@ STUDIES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
 }
 
 
-def unlabelled_rest(config: Path, seed: int, folder: Path) -> Path:
-    """Write the training rows outside the labelled subset of ``seed`` as unlabelled text."""
-    import augreg
-    from augreg.data import load_data
-
-    cfg = augreg.load_config(config, overrides={"train.seed": seed})
-    assert cfg.data.train.path is not None
-    picked = {int(rid.split(":", 1)[1]) for rid in load_data(cfg).train["augreg_id"]}
-    lines = cfg.resolve_path(cfg.data.train.path).read_text(encoding="utf-8").splitlines()
-    rows = [json.loads(line) for line in lines if line.strip()]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "unlabelled.jsonl"
-    path.write_text(
-        "".join(
-            json.dumps({"text": row["text"]}) + "\n"
-            for i, row in enumerate(rows)
-            if i not in picked
-        ),
-        encoding="utf-8",
-    )
-    return path
-
-
 def teacher_run(config: Path, folder: Path) -> Path:
     """The distillation study's teacher: ``config`` on the whole training set (seed 0, 3
     epochs, weights saved) in ``folder``, trained once and reused."""
@@ -325,8 +299,6 @@ def run_one(config: Path, overrides: dict[str, Any], seed: int, folder: Path) ->
 
     flat = {"train.seed": seed, "train.run_name": folder.name, "train.save_model": False}
     flat.update({k: v for k, v in overrides.items() if k != SETS_PREFIX})
-    if flat.get("data.unlabelled") == TRAIN_REST:
-        flat["data.unlabelled"] = str(unlabelled_rest(config, seed, folder))
     if any(_with_teacher(v, Path()) != v for v in flat.values()):
         teacher = teacher_run(config, folder.parent.parent / "_teacher")
         flat = {k: _with_teacher(v, teacher) for k, v in flat.items()}

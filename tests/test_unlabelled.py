@@ -12,6 +12,7 @@ import torch
 from datasets import Dataset
 
 import augreg
+from augreg.config import validate
 from augreg.context import UNLABELLED, StepContext
 from augreg.data import UnlabelledCollator, WithUnlabelled, load_data
 from augreg.host import PluginHost
@@ -311,3 +312,120 @@ def test_empty_token_list_in_unlabelled_data_is_an_error(
     )
     with pytest.raises(augreg.DataError, match="unlabelled:1"):
         load_data(pipe.config)
+
+
+# -- data.unlabelled = "train:rest" -----------------------------------------------------------
+
+
+def _rest_data(train: Path, train_size: int | None = 12, **extra: Any) -> dict[str, Any]:
+    return {"train": str(train), "unlabelled": "train:rest", "train_size": train_size, **extra}
+
+
+def _rest_pipeline(
+    model: Path, train: Path, tmp_path: Path, train_size: int | None = 12, **kw: Any
+) -> augreg.Pipeline:
+    """A pipeline on ``train`` with ``unlabelled = "train:rest"`` and a component using it."""
+    data = _rest_data(train, train_size, **kw.pop("data", {}))
+    return _pipeline(model, data, tmp_path, regularize=["test.consistency"], **kw)
+
+
+def test_train_rest_without_train_size_fails_before_the_model_loads(
+    sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    with pytest.raises(augreg.ConfigError) as info:
+        _rest_pipeline(tmp_path / "no-model", sentiment_files["train"], tmp_path, None)
+    text = str(info.value)
+    assert "data.unlabelled" in text and "train:rest" in text
+    assert "set data.train_size" in text
+    assert "file not found" not in text  # a value, not a path
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+def test_train_rest_is_the_training_rows_outside_the_labelled_subset(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path, balanced: bool
+) -> None:
+    rows = [json.loads(x) for x in sentiment_files["train"].read_text().splitlines()]
+    every = [f"train:{i}" for i in range(len(rows))]
+    picks: dict[int, list[str]] = {}
+    for seed in (3, 4):
+        pipe = _rest_pipeline(
+            tiny_seq_model, sentiment_files["train"], tmp_path, data={"balanced": balanced}
+        )
+        cfg = pipe.config.model_copy(
+            update={"train": pipe.config.train.model_copy(update={"seed": seed})}
+        )
+        bundle = load_data(cfg)
+        assert bundle.unlabelled is not None
+        assert bundle.unlabelled.column_names == ["augreg_id", "text"]  # labels dropped
+        labelled = list(bundle.train["augreg_id"])
+        rest = [x.removeprefix("unlabelled:") for x in bundle.unlabelled["augreg_id"]]
+        assert len(labelled) == 12 and not set(labelled) & set(rest)
+        assert sorted(labelled + rest, key=every.index) == every  # together: the whole file
+        assert rest == sorted(rest, key=every.index)  # in file order
+        assert bundle.unlabelled["text"] == [rows[every.index(x)]["text"] for x in rest]
+        again = load_data(cfg).unlabelled
+        assert again is not None and list(again["augreg_id"]) == list(
+            bundle.unlabelled["augreg_id"]
+        )
+        picks[seed] = labelled
+    assert picks[3] != picks[4]  # another seed, another subset, another rest
+
+
+def test_train_rest_of_token_classification_keeps_tokens_only(
+    tiny_tok_model: Path, ner_files: dict[str, Path], tmp_path: Path
+) -> None:
+    pipe = _rest_pipeline(
+        tiny_tok_model, ner_files["train"], tmp_path, 5, task="token_classification"
+    )
+    bundle = load_data(pipe.config)
+    assert bundle.unlabelled is not None
+    assert bundle.unlabelled.column_names == ["augreg_id", "tokens"]
+    assert len(bundle.train) == 5 and len(bundle.unlabelled) == 11
+
+
+def test_train_rest_with_a_subset_of_every_row_is_an_error(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    pipe = _rest_pipeline(tiny_seq_model, sentiment_files["train"], tmp_path, 40)
+    with pytest.raises(augreg.DataError) as info:
+        load_data(pipe.config)
+    assert "train:rest" in str(info.value) and "Lower data.train_size" in str(info.value)
+
+
+def test_train_rest_run_reports_the_rest_and_keeps_the_value(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    import yaml
+
+    from augreg.bench.adopt import _data_paths
+    from augreg.bench.spec import config_hash, hashed_config
+
+    pipe = _rest_pipeline(tiny_seq_model, sentiment_files["train"], tmp_path)
+    assert hashed_config(pipe.config)["data"]["unlabelled"] == "train:rest"
+    assert config_hash(pipe.config)  # not looked up as a file
+    result = pipe.run()
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["train"]["unlabelled_examples"] == 28  # 40 rows, 12 labelled
+    written = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert written["data"]["unlabelled"] == "train:rest"
+    assert Path(written["data"]["train"]["path"]).is_absolute()
+    reread = validate(written, host=_host())
+    assert reread.data.unlabelled == "train:rest"
+    assert _data_paths(written) == [written["data"]["train"]["path"]]  # bench --adopt
+
+
+def test_train_rest_follows_the_single_task_rule_of_unlabelled_data(
+    sentiment_files: dict[str, Path],
+) -> None:
+    train = str(sentiment_files["train"])
+    raw = {
+        "model": {"name": "no-model"},
+        "tasks": [
+            {"name": "a", "data": _rest_data(sentiment_files["train"])},
+            {"name": "b", "data": {"train": train}},
+        ],
+    }
+    with pytest.raises(augreg.ConfigError) as info:
+        validate(raw, host=_host())
+    assert "tasks[0].data.unlabelled" in str(info.value)
+    assert "single-task" in str(info.value)

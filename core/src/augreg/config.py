@@ -112,6 +112,16 @@ class SourceConfig(_Strict):
         return v
 
 
+TRAIN_REST = "train:rest"
+"""``data.unlabelled = "train:rest"``: the rows of ``data.train`` outside the seed's
+``data.train_size`` subset, labels dropped, in file order (a value, never a file path)."""
+
+
+def is_train_rest(source: Any) -> bool:
+    """Whether a data source (a config value, raw or validated) is :data:`TRAIN_REST`."""
+    return isinstance(source, str) and source == TRAIN_REST
+
+
 def _source(value: Any) -> Any:
     if isinstance(value, (str, Path)):
         return {"path": str(value)}
@@ -146,10 +156,11 @@ class DataConfig(_Strict):
         "(counted and named in the run report).",
     )
     cache_dir: str | None = Field(None, description="Cache folder (default ~/.cache/augreg).")
-    unlabelled: SourceConfig | None = Field(
+    unlabelled: SourceConfig | Literal["train:rest"] | None = Field(
         None,
         description="Unlabelled in-domain text for components that train on it "
-        "(consistency.uda, consistency.self_training): text column only, labels ignored.",
+        "(consistency.uda, consistency.self_training): text column only, labels ignored. "
+        '"train:rest": the rows of data.train outside the data.train_size subset.',
     )
     unlabelled_ratio: int = Field(
         3,
@@ -161,7 +172,7 @@ class DataConfig(_Strict):
     @field_validator("train", "validation", "test", "unlabelled", mode="before")
     @classmethod
     def _src(cls, v: Any) -> Any:
-        return _source(v)
+        return v if is_train_rest(v) else _source(v)
 
     @field_validator("eval", mode="before")
     @classmethod
@@ -857,6 +868,16 @@ def _check_unlabelled(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:
             if found is not None and _uses_unlabelled(found.cls, spec.options):
                 users.append((f"{section}[{i}]", spec.name, found.origin))
     given = cfg.data.unlabelled is not None
+    if is_train_rest(cfg.data.unlabelled) and cfg.data.train_size is None:
+        return [
+            Problem(
+                "data.unlabelled",
+                f'is "{TRAIN_REST}" (the training rows outside the data.train_size subset), '
+                "and data.train_size is not set, so no row is left over; set data.train_size "
+                "to the number of labelled examples (smaller than the training file), or give "
+                "data.unlabelled a file",
+            )
+        ]
     if users and not given:
         return [
             Problem(
@@ -941,7 +962,8 @@ def _check_sources(data: DataConfig, base_dir: str) -> list[Problem]:
         ("data.train", data.train),
         ("data.validation", data.validation),
         ("data.test", data.test),
-        ("data.unlabelled", data.unlabelled),
+        # "train:rest" is no file: it is read from data.train.
+        ("data.unlabelled", data.unlabelled if isinstance(data.unlabelled, SourceConfig) else None),
         *((f"data.eval.{k}", v) for k, v in data.eval.items()),
     ]
     for where, src in entries:

@@ -105,7 +105,8 @@ class DataBundle:
     skipped: dict[str, list[str]] = field(default_factory=dict)
     """Ids of rows skipped per split (only with ``data.empty_rows = "skip"``)."""
     unlabelled: Dataset | None = None
-    """Unlabelled text (``data.unlabelled``): ``augreg_id`` and ``text`` (or ``tokens``)."""
+    """Unlabelled text (``data.unlabelled``): ``augreg_id`` and ``text`` (or ``tokens``); with
+    ``"train:rest"``, the training rows outside :attr:`train`, ids ``unlabelled:<train id>``."""
 
 
 def cache_root(cfg: PipelineConfig) -> Path:
@@ -702,7 +703,8 @@ def load_data(cfg: PipelineConfig) -> DataBundle:
     indices of :attr:`DataBundle.labels`; adds ``augreg_id``. Labels are ``task.labels`` when
     given (integer labels in files then index them, unless the names are integers), else the
     sorted training labels (integers sorted numerically; for token classification ``"O"``
-    first, then ``B-``/``I-`` of every entity type).
+    first, then ``B-``/``I-`` of every entity type). ``data.unlabelled = "train:rest"`` is
+    the training rows outside the ``train_size`` subset, labels dropped.
 
     It never drops or repairs rows silently (except repairing stray IOB2 ``I-`` tags to
     ``B-``, which is how the scheme is read).
@@ -711,7 +713,7 @@ def load_data(cfg: PipelineConfig) -> DataBundle:
         DataError: an unreadable file (named, with the line), a missing column (with the
             columns present), an empty split, empty texts or token lists, tags not matching
             tokens, labels outside the label set, or an impossible training subset (with
-            the offending row ids).
+            the offending row ids), or a ``"train:rest"`` with no row left over.
     """
     token = cfg.task.type == "token_classification"
     cache = cache_root(cfg)
@@ -751,10 +753,12 @@ def load_data(cfg: PipelineConfig) -> DataBundle:
             built[name] = _build(split, False, indices[name], rows if name == "train" else None)
     skipped = {name: split.skipped for name, split in splits.items() if split.skipped}
     unlabelled = None
-    if cfg.data.unlabelled is not None:
+    if isinstance(cfg.data.unlabelled, SourceConfig):
         unlabelled, dropped = _load_unlabelled(cfg, cfg.data.unlabelled, cache)
         if dropped:
             skipped["unlabelled"] = dropped
+    elif cfg.data.unlabelled is not None:  # "train:rest"
+        unlabelled = _train_rest(cfg, train, rows, token)
     return DataBundle(
         train=built["train"],
         validation=built.get("validation"),
@@ -823,12 +827,39 @@ def _load_unlabelled(
     keep = [i for i, x in enumerate(ids) if x not in drop]
     if not keep:
         raise DataError(f"augreg: {desc} has no usable row; {fix}.")
+    return _unlabelled_set([ids[i] for i in keep], [values[i] for i in keep], token), bad
+
+
+def _train_rest(cfg: PipelineConfig, train: _Split, rows: list[int] | None, token: bool) -> Dataset:
+    """``data.unlabelled = "train:rest"``: the training rows outside the subset ``rows``.
+
+    In file order, labels dropped; rows skipped for empty text are in neither part. Each id is
+    ``unlabelled:`` and the training row's id (``unlabelled:train:7``), so augmenters seeded by
+    the id never draw what they draw for a labelled example.
+
+    Raises:
+        DataError: no subset was taken (``data.train_size`` unset) or it took every row.
+    """
+    picked = set(range(len(train.ids)) if rows is None else rows)
+    rest = [i for i in range(len(train.ids)) if i not in picked]
+    if not rest:
+        raise DataError(
+            f'augreg: data.unlabelled is "train:rest", and the training subset '
+            f"(data.train_size = {cfg.data.train_size}) takes every usable row of "
+            f"{train.desc} ({len(train.ids)}), so none is left as unlabelled text. Lower "
+            "data.train_size, or give data.unlabelled a file."
+        )
+    ids = [f"unlabelled:{train.ids[i]}" for i in rest]
+    return _unlabelled_set(ids, [train.inputs[i] for i in rest], token)
+
+
+def _unlabelled_set(ids: list[str], values: list[Any], token: bool) -> Dataset:
+    """An unlabelled data set: ``augreg_id`` and ``text`` (or ``tokens``)."""
+    role = "tokens" if token else "text"
     kind = List(Value("string")) if token else Value("string")
-    out = Dataset.from_dict(
-        {ID: [ids[i] for i in keep], role: [values[i] for i in keep]},
-        features=Features({ID: Value("string"), role: kind}),
+    return Dataset.from_dict(
+        {ID: ids, role: values}, features=Features({ID: Value("string"), role: kind})
     )
-    return out, bad
 
 
 # -- the data stage --------------------------------------------------------------------------

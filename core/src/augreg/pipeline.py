@@ -48,6 +48,7 @@ from augreg.config import (
     MultiTaskConfig,
     PipelineConfig,
     config_from_kwargs,
+    is_train_rest,
     load_config,
     selection_metric,
     validate,
@@ -850,11 +851,11 @@ def absolute_source(source: Any, base: Path) -> Any:
 def _absolute_data(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """A ``[data]`` table (file layout) with every local path absolute, resolved from ``base``.
 
-    Hub data sets and in-code data sets are left as they are. Changes ``data`` in place and
-    returns it.
+    Hub data sets, in-code data sets and ``unlabelled = "train:rest"`` (a value, no file) are
+    left as they are. Changes ``data`` in place and returns it.
     """
     for key in DATA_SOURCES:
-        if data.get(key) is not None:
+        if data.get(key) is not None and not is_train_rest(data[key]):
             data[key] = absolute_source(data[key], base)
     data["eval"] = {k: absolute_source(v, base) for k, v in (data.get("eval") or {}).items()}
     if data.get("cache_dir"):

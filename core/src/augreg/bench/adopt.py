@@ -32,7 +32,7 @@ from typing import Any
 
 from augreg.bench.runner import _bench_lock, _write_json_atomic, make_record
 from augreg.bench.spec import BenchPlan, config_hash, hashed_config
-from augreg.config import PipelineConfig, read_config_file, validate
+from augreg.config import PipelineConfig, is_train_rest, read_config_file, validate
 from augreg.errors import AugregError, ConfigError
 from augreg.host import PluginHost, default_host
 from augreg.pipeline import DATA_SOURCES, absolute_config
@@ -125,7 +125,7 @@ def _data_paths(raw: Mapping[str, Any]) -> list[str]:
         sources += list(eval_sets.values()) if isinstance(eval_sets, Mapping) else []
         for src in sources:
             path = src.get("path") if isinstance(src, Mapping) else src
-            if isinstance(path, str):
+            if isinstance(path, str) and not is_train_rest(path):
                 paths.append(path)
     return paths
 

@@ -274,7 +274,11 @@ def hashed_config(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 def _fingerprinted(source: Any, base: Path) -> Any:
-    """A data source (file layout) with its local path replaced by the file's fingerprint."""
+    """A data source (file layout) with its local path replaced by the file's fingerprint.
+
+    Anything else enters the hash as it is: a hub data set, or ``"train:rest"`` (a value:
+    the rows of ``data.train`` outside the subset, which is fingerprinted itself).
+    """
     if isinstance(source, Mapping) and isinstance(source.get("path"), str):
         path = Path(source["path"]).expanduser()
         return {**source, "path": file_fingerprint(path if path.is_absolute() else base / path)}
