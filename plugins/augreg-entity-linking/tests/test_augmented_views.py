@@ -127,3 +127,14 @@ def test_fusion_spans_follow_swapped_words_in_text(tmp_path: Path) -> None:
         assert [view["text"][s:e] for s, e, i in view[FIELD]] == [
             names[i] for _, _, i in view[FIELD]
         ]
+
+
+def test_per_epoch_views_add_no_link_cache_files(tmp_path: Path) -> None:
+    # Each view is linked in its own call; those calls are memoised in memory, not on disk.
+    stage, _ = _stage(tmp_path, SEQ)
+    data = stage.per_epoch_dataset(stage.inject(_text_data()), lambda b: b)
+    for epoch in range(4):
+        data.set_epoch(epoch)
+        for index in range(len(data)):
+            assert data[index][FIELD] is not None
+    assert not list(tmp_path.glob("entity_linking/links/*"))

@@ -9,7 +9,7 @@ import pytest
 
 from augreg import AugregError, OptionsError
 from augreg_entity_linking.injectors import Describe, Markers
-from augreg_entity_linking.linker import EntityLinker, LinkerOptions
+from augreg_entity_linking.linker import DISK_CACHE_MIN_TEXTS, EntityLinker, LinkerOptions
 
 
 def _ids(linker: EntityLinker, text: str) -> list[tuple[str, str]]:
@@ -81,7 +81,7 @@ def test_indexes_are_cached_on_disk_and_rebuilt_when_the_kb_changes(
 
 def test_link_results_are_cached_per_texts_and_options(tiny_kb: Path, tmp_path: Path) -> None:
     linker = EntityLinker.load(LinkerOptions(kb=str(tiny_kb)), tmp_path)
-    texts = ["Paris abducted Helen", "London"]
+    texts = ["Paris abducted Helen", "London"] * (DISK_CACHE_MIN_TEXTS // 2)
     links = linker.link_texts(texts)
     cached = list((tmp_path / "entity_linking" / "links").glob("*.pkl"))
     assert len(cached) == 1
@@ -90,6 +90,31 @@ def test_link_results_are_cached_per_texts_and_options(tiny_kb: Path, tmp_path: 
     other = EntityLinker.load(LinkerOptions(kb=str(tiny_kb), threshold=0.9), tmp_path)
     assert other.link_texts(texts) != links
     assert len(list((tmp_path / "entity_linking" / "links").glob("*.pkl"))) == 2
+
+
+def test_per_view_calls_write_no_file_and_link_alike(
+    tiny_kb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [
+        f"Paris abducted Helen {i}" if i % 3 else f"London and New York City {i}" for i in range(90)
+    ]
+    expected = EntityLinker.load(LinkerOptions(kb=str(tiny_kb))).link_batch(texts)
+    linker = EntityLinker.load(LinkerOptions(kb=str(tiny_kb)), tmp_path)
+    calls: list[int] = []
+    link_batch = linker.link_batch
+    monkeypatch.setattr(linker, "link_batch", lambda ts: calls.append(len(ts)) or link_batch(ts))
+    for _epoch in range(3):  # per-epoch views: one call per view, the same texts again
+        assert [linker.link_texts([t])[0] for t in texts] == expected
+    assert linker.link_texts(texts[:5]) == expected[:5]
+    assert not list((tmp_path / "entity_linking").glob("links/*"))  # no file per call
+    assert calls == [1] * len(texts)  # every text linked once, then from memory
+    monkeypatch.undo()
+    # a pickled linker (a data loader worker) starts with an empty memo and still works
+    clone = pickle.loads(pickle.dumps(linker))
+    assert clone._memo == {} and clone.link_texts(texts[:2]) == expected[:2]
+    # calls as large as a data set are still cached on disk, one file per call
+    assert linker.link_texts(texts) == expected
+    assert len(list((tmp_path / "entity_linking" / "links").glob("*.pkl"))) == 1
 
 
 def test_corrupt_kb_fails_at_setup_with_line_numbers(tmp_path: Path) -> None:

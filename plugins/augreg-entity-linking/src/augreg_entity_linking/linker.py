@@ -18,7 +18,9 @@ For each text the linker
 The KB, the alias automaton and the TF-IDF matrix are built once and cached on disk under
 ``<cache_dir>/entity_linking/`` (keyed by the KB file's content and the options that shape
 them); encoder vectors of the descriptions likewise. :meth:`EntityLinker.link_texts` caches
-its results per data-set fingerprint (the texts' content) and options.
+its results per data-set fingerprint (the texts' content) and options; calls with fewer than
+:data:`DISK_CACHE_MIN_TEXTS` texts (the per-view calls of per-epoch augmentation) are memoised
+per text in memory instead, so that they write no file.
 
 Cost: alias matching about 10 us per sentence; TF-IDF scoring about 50 us per sentence with
 mentions (measured on SST-2 with the WordNet KB: see ``benchmarks/results/linking_speed.md``);
@@ -34,6 +36,8 @@ import json
 import os
 import pickle
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,10 +50,24 @@ from augreg import AugregError
 from augreg_entity_linking.kb import FIELDS, Entity, KnowledgeBase, kb_digest, load_kb
 from augreg_entity_linking.matching import AliasIndex, Match, Punctuation, restrict
 
-__all__ = ["INDEX_VERSION", "EntityLinker", "Link", "LinkerOptions"]
+__all__ = [
+    "DISK_CACHE_MIN_TEXTS",
+    "INDEX_VERSION",
+    "MEMO_TEXTS",
+    "EntityLinker",
+    "Link",
+    "LinkerOptions",
+]
 
 INDEX_VERSION = 1
 """Bumped when the cached index format changes (old caches are then rebuilt)."""
+DISK_CACHE_MIN_TEXTS = 64
+""":meth:`EntityLinker.link_texts` calls with fewer texts skip the disk cache. Injectors with
+model inputs link every augmented view again, and with per-epoch augmentation that is one call
+per view: one small file each would grow the cache by epochs x examples x copies files, and
+linking a few texts (about 60 us each) costs less than writing one."""
+MEMO_TEXTS = 50_000
+"""Texts whose links a linker keeps in memory (least recently used dropped first), per process."""
 
 
 class LinkerOptions(augreg.Options):
@@ -265,6 +283,8 @@ class EntityLinker:
         self._encoder: _Encoder | None = None
         self._entity_vectors: Any = None
         self._nlp: Any = None
+        self._memo: OrderedDict[str, list[Link]] = OrderedDict()
+        self._memo_lock = threading.Lock()
 
     # -- building ------------------------------------------------------------------------------
 
@@ -492,7 +512,14 @@ class EntityLinker:
         return self.link_batch([text])[0]
 
     def link_texts(self, texts: Sequence[str]) -> list[list[Link]]:
-        """:meth:`link_batch`, cached on disk per texts' content and options when caching."""
+        """:meth:`link_batch`, cached: on disk per texts' content and options (with a cache
+        folder), or, for calls of fewer than :data:`DISK_CACHE_MIN_TEXTS` texts, in memory
+        per text (:data:`MEMO_TEXTS` at most), so that per-view calls write no file.
+
+        The links are the same either way: a text's links do not depend on the other texts.
+        """
+        if len(texts) < DISK_CACHE_MIN_TEXTS:
+            return self._link_memoised(texts)
         if self.cache_dir is None:
             return self.link_batch(texts)
         key = _digest(self.fingerprint(), list(texts))
@@ -508,11 +535,32 @@ class EntityLinker:
         _write_atomic(path, pickle.dumps(links))
         return links
 
+    def _link_memoised(self, texts: Sequence[str]) -> list[list[Link]]:
+        """:meth:`link_batch` through the in-memory memo (one call for the texts not in it)."""
+        with self._memo_lock:
+            memo = self._memo
+            missing = [t for t in dict.fromkeys(texts) if t not in memo]
+            if missing:
+                memo.update(zip(missing, self.link_batch(missing), strict=True))
+            out = []
+            for t in texts:
+                memo.move_to_end(t)
+                out.append(list(memo[t]))
+            while len(memo) > MEMO_TEXTS:
+                memo.popitem(last=False)
+        return out
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_encoder"] = None  # reloaded lazily in the worker
         state["_nlp"] = None
+        state["_memo"] = OrderedDict()  # a worker fills its own
+        del state["_memo_lock"]  # locks do not pickle
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._memo_lock = threading.Lock()
 
 
 def _entity_text(entity: Entity, include_types: bool) -> str:
