@@ -214,6 +214,10 @@ STUDIES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
         {
             "none": {},
             "fusion": {"inject": [{"name": "entity_linking.fusion", "kb": WORDNET_KB}]},
+            # the gate and projection at the pipeline's learning rate (before lr_scale)
+            "fusion_lr1": {
+                "inject": [{"name": "entity_linking.fusion", "kb": WORDNET_KB, "lr_scale": 1.0}]
+            },
             "markers": {"inject": [{"name": "entity_linking.markers", "kb": WORDNET_KB}]},
         },
     ),

@@ -236,3 +236,49 @@ def test_shared_clean_backward_hands_over_the_gradient_and_keeps_the_step_gradie
     assert set(grads[0]) == set(grads[1])
     for name, grad in grads[1].items():
         torch.testing.assert_close(grads[0][name], grad, rtol=1e-4, atol=1e-6)
+
+
+def test_lr_scale_moves_marked_parameters_into_their_own_groups() -> None:
+    from augreg.step import LR_SCALE, set_lr_scale, split_lr_groups
+
+    model = tiny_model()
+    head = model.classifier
+    set_lr_scale(head, 20.0)
+    decay = [p for n, p in model.named_parameters() if not n.endswith("bias")]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias")]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=1e-4,
+    )
+    split_lr_groups(optimizer)
+    split_lr_groups(optimizer)  # idempotent
+    groups = optimizer.param_groups
+    assert len(groups) == 4
+    scaled = [g for g in groups if LR_SCALE in g]
+    assert {g["weight_decay"] for g in scaled} == {0.01, 0.0}
+    assert all(g["lr"] == pytest.approx(2e-3) for g in scaled)
+    assert {id(p) for g in scaled for p in g["params"]} == {id(p) for p in head.parameters()}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="> 0"):
+        set_lr_scale(head, 0.0)
+
+
+def test_the_trainer_builds_the_scaled_groups_and_the_schedule_follows(tmp_path: Path) -> None:
+    from transformers import TrainingArguments
+
+    from augreg.step import LR_SCALE, set_lr_scale
+    from augreg.trainer import AugregTrainer
+
+    model = tiny_model()
+    set_lr_scale(model.classifier, 10.0)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), learning_rate=1e-4, warmup_steps=0, report_to=[], max_steps=4
+    )
+    trainer = AugregTrainer(model=model, args=args, objectives=[CrossEntropy()])
+    trainer.create_optimizer_and_scheduler(num_training_steps=4)
+    scaled = [g for g in trainer.optimizer.param_groups if LR_SCALE in g]
+    assert scaled and all(g["lr"] == pytest.approx(1e-3) for g in scaled)
+    trainer.lr_scheduler.step()
+    plain = [g for g in trainer.optimizer.param_groups if LR_SCALE not in g]
+    ratio = scaled[0]["lr"] / plain[0]["lr"]
+    assert ratio == pytest.approx(10.0)

@@ -17,7 +17,7 @@ Example (a custom loop)::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,58 @@ def aux_modules(model: nn.Module) -> nn.ModuleDict:
         pass
     inner.add_module(AUX, modules)
     return modules
+
+
+LR_SCALE = "augreg_lr_scale"
+"""Attribute of a parameter: its learning rate is this many times the pipeline's."""
+
+
+def set_lr_scale(params: nn.Module | Iterable[torch.Tensor], scale: float) -> None:
+    """Train ``params`` (a module's, or an iterable) at ``scale`` times the learning rate.
+
+    For parameters a component adds from scratch next to pretrained weights (a fusion gate and
+    projection): at a fine-tuning learning rate such as 5e-5 they barely move in a few hundred
+    steps. The Trainer puts them in optimizer groups of their own (same weight decay rule,
+    learning rate times ``scale``), and the schedule scales every group alike. A plain loop
+    gets the same groups from :func:`split_lr_groups`.
+
+    Raises:
+        ValueError: ``scale`` is not positive.
+    """
+    if not scale > 0:
+        raise ValueError(f"augreg: a learning-rate scale must be > 0, got {scale}")
+    items = params.parameters() if isinstance(params, nn.Module) else params
+    for param in items:
+        setattr(param, LR_SCALE, float(scale))
+
+
+def split_lr_groups(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Move parameters marked by :func:`set_lr_scale` into groups with their scaled rate.
+
+    Each group keeps its other settings (weight decay); call it before the first step and
+    before the schedule is built. Calling it again changes nothing. Returns the optimizer.
+    """
+    for group in list(optimizer.param_groups):
+        if LR_SCALE in group:  # made by an earlier call: idempotent
+            continue
+        scaled: dict[float, list[torch.Tensor]] = {}
+        kept = []
+        for param in group["params"]:
+            scale = float(getattr(param, LR_SCALE, 1.0))
+            if scale == 1.0:
+                kept.append(param)
+            else:
+                scaled.setdefault(scale, []).append(param)
+        if not scaled:
+            continue
+        group["params"] = kept
+        for scale, params in scaled.items():
+            extra = {k: v for k, v in group.items() if k not in ("params", "initial_lr")}
+            optimizer.add_param_group(
+                {**extra, "params": params, "lr": group["lr"] * scale, LR_SCALE: scale}
+            )
+    optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
+    return optimizer
 
 
 def gradient_surrogate(

@@ -1,10 +1,11 @@
 """The Trainer: one ``transformers.Trainer`` subclass where every component acts.
 
-:class:`AugregTrainer` overrides only ``compute_loss`` (objectives as a weighted sum plus
-regularizer terms, through :func:`augreg.step.compute_loss`) and ``log`` (each loss part logged
-separately). Everything else — optimizer, schedule, mixed precision, gradient accumulation,
-checkpoints, early stopping, multi-GPU and multi-node through accelerate/torchrun — is the
-Trainer's own, so users never stack Trainer subclasses.
+:class:`AugregTrainer` overrides ``compute_loss`` (objectives as a weighted sum plus
+regularizer terms, through :func:`augreg.step.compute_loss`), ``log`` (each loss part logged
+separately) and ``create_optimizer`` (parameters a component trains at a scaled learning rate
+get groups of their own). Everything else — the optimizer itself, schedule, mixed precision,
+gradient accumulation, checkpoints, early stopping, multi-GPU and multi-node through
+accelerate/torchrun — is the Trainer's own, so users never stack Trainer subclasses.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from augreg.components import Combiner, Objective, Regularizer
 from augreg.config import TrainConfig
 from augreg.errors import TrainingDivergedError
 from augreg.multitask import TASK, MultiTaskModel, load_multitask_state, save_multitask
-from augreg.step import compute_loss
+from augreg.step import compute_loss, split_lr_groups
 
 
 class AugregTrainer(Trainer):
@@ -65,6 +66,14 @@ class AugregTrainer(Trainer):
         self.component_state: dict[str, Any] = {}
         self._parts_sum: dict[str, float] = {}
         self._parts_count: dict[str, int] = {}
+
+    def create_optimizer(self, *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's optimizer, with parameters given a learning-rate scale by a component
+        (:func:`augreg.step.set_lr_scale`) in groups of their own."""
+        optimizer = super().create_optimizer(*args, **kwargs)
+        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
+        split_lr_groups(inner)
+        return optimizer
 
     def compute_loss(
         self,

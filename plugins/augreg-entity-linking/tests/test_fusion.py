@@ -248,3 +248,20 @@ def test_pipeline_with_lora_and_fgm_trains_fusion_and_loads_back(
     # the fused ids matter for the trained model
     plain = {k: v for k, v in batch.items() if k != FIELD}
     assert not torch.allclose(_logits(loaded, plain), _logits(loaded, batch))
+
+
+def test_gate_and_projection_train_at_the_scaled_learning_rate(
+    tiny_kb: Path, tmp_path: Path
+) -> None:
+    """They start from scratch: the Trainer gives them lr_scale x the pipeline's rate."""
+    from augreg.step import LR_SCALE
+
+    pipe, _ = _run(tmp_path, tiny_kb, "sequence_classification")
+    groups = pipe.trainer.optimizer.param_groups
+    fusion = {id(p) for p in pipe.trainer.model.entity_fusion.parameters()}
+    scaled = [g for g in groups if LR_SCALE in g]
+    assert {id(p) for g in scaled for p in g["params"]} == fusion
+    assert all(g[LR_SCALE] == 20.0 for g in scaled)
+    assert not fusion & {id(p) for g in groups if LR_SCALE not in g for p in g["params"]}
+    with pytest.raises(augreg.OptionsError, match="lr_scale"):
+        augreg.create("entity_linking.fusion", kb=str(tiny_kb), lr_scale=0)

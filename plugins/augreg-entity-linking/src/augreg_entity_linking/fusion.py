@@ -127,6 +127,14 @@ class Fusion(_Linked):
             description="Initial gate value (tanh is applied); 0 = closed, so the model starts "
             "exactly as the base model.",
         )
+        lr_scale: float = Field(
+            20.0,
+            gt=0,
+            le=1e4,
+            description="Learning rate of the gate and projection, in multiples of the "
+            "pipeline's (they start from scratch; at 5e-5 they barely move in a few hundred "
+            "steps). 1 = the pipeline's.",
+        )
         batch_size: int = Field(
             64, ge=1, le=4096, description="Entities per batch of the encoder pass."
         )
@@ -234,6 +242,9 @@ class Fusion(_Linked):
         table = self._table(model, embeddings, tokenizer or self._tokenizer)
         fusion = fm.EntityFusion(table, int(weight.shape[1]), self.options.gate_init)
         fusion.to(device=weight.device)
+        from augreg.step import set_lr_scale
+
+        set_lr_scale(fusion, self.options.lr_scale)
         return fm.attach(model, fusion, FIELD)
 
     def _table(self, model: nn.Module, embeddings: nn.Module, tokenizer: Any) -> torch.Tensor:
