@@ -31,5 +31,5 @@ for plugin in plugins/*/; do
     *) packages+=(-e "$plugin") ;;
   esac
 done
-python -m pip install -q "${packages[@]}" ruff 2>&1 | grep -v "^WARNING: Location" || true
+python -m pip install -q "${packages[@]}" ruff "mypy>=2" 2>&1 | grep -v "^WARNING: Location" || true
 python -c "import augreg, torch; print(f'augreg {augreg.__version__}, torch {torch.__version__}: ready')"

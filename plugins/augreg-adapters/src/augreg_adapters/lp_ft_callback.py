@@ -19,7 +19,7 @@ def switch_step(switch: float, unit: str, max_steps: int, epochs: float) -> int:
     return max(1, math.ceil(step - 1e-9))
 
 
-class LPFTSwitch(TrainerCallback):  # type: ignore[misc]
+class LPFTSwitch(TrainerCallback):
     """The Trainer callback of :class:`LPFT`: freeze the body at the start, unfreeze at the switch.
 
     Attributes:

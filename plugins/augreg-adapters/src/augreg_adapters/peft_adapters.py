@@ -202,7 +202,8 @@ class LoRA(_PeftAdapter):
         return LoraConfig(
             task_type=task_type,
             r=opts.r,
-            lora_alpha=opts.alpha,
+            # peft annotates int, but only divides alpha by r (or sqrt r): a float works exactly
+            lora_alpha=opts.alpha,  # type: ignore[arg-type]
             lora_dropout=opts.dropout,
             target_modules=targets,
             bias=opts.bias,
@@ -472,7 +473,7 @@ def merge(model: nn.Module) -> nn.Module:
             f"merge: {type(model).__name__} has no LoRA or IA3 adapter to merge (was it "
             "prepared by adapters.lora / adapters.ia3, or merged already?).",
         )
-    kinds = {str(cfg.peft_type.value) for cfg in model.peft_config.values()}  # type: ignore[union-attr,operator]
+    kinds = {str(cfg.peft_type.value) for cfg in model.peft_config.values()}  # type: ignore[operator]
     if not kinds <= {"LORA", "IA3"}:
         raise adapter_error(
             "adapters.lora",

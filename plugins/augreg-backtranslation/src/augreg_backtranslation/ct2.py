@@ -97,7 +97,8 @@ def _marian_loader(ct2_transformers: Any) -> Any:
     """The Marian loader of :mod:`ctranslate2.converters.transformers`, made exact."""
     bart = ct2_transformers.BartLoader
 
-    class _TransformersMarianLoader(ct2_transformers.MarianMTLoader):  # type: ignore[misc,name-defined]
+    # ctranslate2 has no type hints: its classes are Any, and subclassing Any needs the ignore
+    class _TransformersMarianLoader(ct2_transformers.MarianMTLoader):  # type: ignore[misc]
         """Marian as ``transformers`` runs it: ``<pad>`` kept, decoder start token used."""
 
         def get_model_spec(self, model: Any) -> Any:
@@ -125,12 +126,12 @@ def _converter(path: str, revision: str | None) -> Any:
     """A ``TransformersConverter`` whose Marian models use :func:`_marian_loader`."""
     from ctranslate2.converters import transformers as ct2_transformers
 
-    class _Converter(ct2_transformers.TransformersConverter):  # type: ignore[misc,name-defined]
+    class _Converter(ct2_transformers.TransformersConverter):  # type: ignore[misc]  # no hints
         def _load(self) -> Any:
             import torch
             import transformers
 
-            kwargs = {"revision": revision} if revision else {}
+            kwargs: dict[str, Any] = {"revision": revision} if revision else {}
             config = transformers.AutoConfig.from_pretrained(path, **kwargs)
             if type(config).__name__ != "MarianConfig":
                 return super()._load()

@@ -415,13 +415,14 @@ class RoundTrip(augreg.Augmenter):
                 )
             text = " ".join(tokens)
         else:
-            text = example.get("text")
-            if not isinstance(text, str):
+            raw = example.get("text")
+            if not isinstance(raw, str):
                 raise AugregError(
                     f"augreg-backtranslation: example {example.get('augreg_id', '?')} has no "
                     "'text' string (sequence classification) or 'tokens' list (token "
                     "classification)"
                 )
+            text = raw
         if not text.strip():
             raise AugregError(
                 f"augreg-backtranslation: example {example.get('augreg_id', '?')} has empty "

@@ -192,7 +192,7 @@ def build_tiny_model(
     model = MarianMTModel(config)
     if kind == "trained":
         _train(model, tokenizer, corpus, steps, seed)
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]  # transformers leaves eval unannotated
     model.generation_config.num_beams = 1
     model.generation_config.bad_words_ids = [[size - 1]]
     model.save_pretrained(folder)

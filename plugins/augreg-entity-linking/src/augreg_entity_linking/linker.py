@@ -475,11 +475,11 @@ class EntityLinker:
 
     def link_batch(self, texts: Sequence[str]) -> list[list[Link]]:
         """Link every text; one list of links (in text order) per text."""
-        for t in texts:
-            if not isinstance(t, str):
+        for text in texts:
+            if not isinstance(text, str):
                 raise AugregError(
-                    f"augreg-entity-linking: the linker takes strings, got {type(t).__name__} "
-                    f"({t!r})."
+                    "augreg-entity-linking: the linker takes strings, got "
+                    f"{type(text).__name__} ({text!r})."
                 )
         found = self.mentions(texts)
         items = [(t, self.index.candidates[m.alias]) for t, ms in enumerate(found) for m in ms]

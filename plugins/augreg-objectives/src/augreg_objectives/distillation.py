@@ -227,7 +227,8 @@ class Distillation(augreg.Objective):
 
         from augreg.context import unwrap_model
 
-        s_width = int(unwrap_model(model).config.hidden_size)  # type: ignore[union-attr]
+        config: Any = unwrap_model(model).config  # a transformers config
+        s_width = int(config.hidden_size)
         t_width = int(self._teacher.config.hidden_size)
         if s_width == t_width:
             return None
@@ -235,7 +236,8 @@ class Distillation(augreg.Objective):
         if AUX_KEY not in aux:
             proj = nn.Linear(s_width, t_width)
             aux[AUX_KEY] = proj.to(next(unwrap_model(model).parameters()).device)
-        return aux[AUX_KEY]
+        projection: nn.Module = aux[AUX_KEY]
+        return projection
 
     # -- the loss --------------------------------------------------------------------------
 
@@ -317,7 +319,7 @@ class Distillation(augreg.Objective):
             t_extra, _ = self._teacher_pass(ctx, False, extra)
             s_kept = torch.cat([s_kept, s_extra])
             t_kept = torch.cat([t_kept, t_extra.to(s_extra.device)])
-        total = student.sum() * 0.0
+        total: torch.Tensor = student.sum() * 0.0
         if s_kept.numel():
             kl = F.kl_div(
                 F.log_softmax(s_kept / T, dim=-1),

@@ -195,7 +195,8 @@ class MaskedLM(augreg.Objective):
                 except OSError:
                     mlm = None
             if mlm is None:
-                mlm = transformers.AutoModelForMaskedLM.from_config(config)
+                # transformers leaves from_config unannotated
+                mlm = transformers.AutoModelForMaskedLM.from_config(config)  # type: ignore[no-untyped-call]
                 self.head_source = "new"
         except (ValueError, KeyError) as exc:
             raise AugregError(
