@@ -184,7 +184,15 @@ STUDIES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
             "simcse": {
                 "objectives": [{"name": "core.cross_entropy"}, {"name": "objectives.simcse"}]
             },
+            # MiniLM's checkpoint has no masked-LM head: a new one, trained at 20x the rate
             "mlm": {"objectives": [{"name": "core.cross_entropy"}, {"name": "objectives.mlm"}]},
+            # the new head at the pipeline's rate (before lr_scale)
+            "mlm_lr1": {
+                "objectives": [
+                    {"name": "core.cross_entropy"},
+                    {"name": "objectives.mlm", "lr_scale": 1.0},
+                ]
+            },
         },
     ),
     "consistency": (

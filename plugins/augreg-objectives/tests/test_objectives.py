@@ -212,6 +212,42 @@ def test_mlm_head_is_trained_tied_and_saved(tmp_path: Path) -> None:
     assert any(k.startswith("augreg_aux.objectives_mlm.") for k in saved)
 
 
+def test_a_new_mlm_head_trains_at_its_learning_rate_scale() -> None:
+    import torch
+
+    from augreg.step import LR_SCALE, split_lr_groups
+
+    mlm = _setup(MaskedLM(lr_scale=10))
+    model = mlm.prepare_model(tiny_model("sequence_classification", 2, seed=3), tiny_tokenizer())
+    assert mlm.head_source == "new"
+    head = list(model.augreg_aux["objectives_mlm"].parameters())
+    assert head and all(getattr(p, LR_SCALE, None) == 10 for p in head)
+    # the tied decoder weight is the student's embedding: it keeps the pipeline's rate
+    assert not hasattr(model.get_input_embeddings().weight, LR_SCALE)
+    optimizer = split_lr_groups(torch.optim.AdamW(model.parameters(), lr=1e-4))
+    rates = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert all(rates[id(p)] == pytest.approx(1e-3) for p in head)
+    assert rates[id(model.get_input_embeddings().weight)] == pytest.approx(1e-4)
+
+
+def test_the_checkpoint_mlm_head_keeps_the_pipeline_rate(tmp_path: Path) -> None:
+    import transformers
+
+    from augreg.step import LR_SCALE
+
+    config = tiny_model("sequence_classification", 2, seed=3).config
+    transformers.BertForMaskedLM(config).save_pretrained(tmp_path / "mlm")
+    tiny_tokenizer().save_pretrained(tmp_path / "mlm")
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        tmp_path / "mlm", num_labels=2
+    )
+    mlm = _setup(MaskedLM())
+    model = mlm.prepare_model(model, tiny_tokenizer())
+    assert mlm.head_source == "checkpoint"
+    head = list(model.augreg_aux["objectives_mlm"].parameters())
+    assert head and not any(hasattr(p, LR_SCALE) for p in head)
+
+
 def test_mlm_without_a_mask_token_says_what_to_do() -> None:
     tok = tiny_tokenizer()
     tok.mask_token = None

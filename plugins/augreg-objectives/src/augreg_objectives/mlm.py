@@ -87,7 +87,9 @@ class MaskedLM(augreg.Objective):
     RoBERTa checkpoints), else a new one; ``"new"`` always starts fresh. Its decoder is tied to
     the student's input embeddings. The head is attached under ``augreg_aux`` before the
     optimizer is built, so it is trained and saved with the model (and ignored when the
-    classifier is loaded for inference). In evaluation it returns 0 (no extra pass).
+    classifier is loaded for inference). In evaluation it returns 0 (no extra pass). A new
+    head's own weights train at ``lr_scale`` times the pipeline's rate (20 by default, about
+    1e-3 at 5e-5; :func:`augreg.step.set_lr_scale`), the checkpoint's head at the rate itself.
 
     Cost: one extra forward and backward pass of the encoder per training step; the head and
     its vocabulary projection run on the chosen tokens only (~15% of the positions).
@@ -117,6 +119,13 @@ class MaskedLM(augreg.Objective):
         )
         head: Literal["auto", "new"] = Field(
             "auto", description="auto: the checkpoint's MLM head when it has one; new: fresh."
+        )
+        lr_scale: float = Field(
+            20.0,
+            gt=0,
+            le=1e4,
+            description="Learning-rate scale of a new head (the checkpoint's head trains at "
+            "the pipeline's rate): at a fine-tuning rate a fresh head barely moves.",
         )
 
         @model_validator(mode="after")
@@ -173,7 +182,14 @@ class MaskedLM(augreg.Objective):
         from torch import nn
 
         device = next(inner.parameters()).device
-        aux[AUX_KEY] = nn.ModuleDict(head).to(device)
+        heads = nn.ModuleDict(head).to(device)
+        if self.head_source == "new":
+            # The head's own weights (transform, bias) start from scratch; the decoder's tied
+            # weight is the student's input embedding, which is not among them.
+            from augreg.step import set_lr_scale
+
+            set_lr_scale(heads, self.options.lr_scale)
+        aux[AUX_KEY] = heads
         return model
 
     def _build(self, inner: Any) -> Any:
