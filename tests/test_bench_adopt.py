@@ -206,6 +206,28 @@ def test_adoption_skips_what_does_not_match_and_never_overwrites(
         adopt_runs(plan, [runs], base=tmp_path / "nowhere")
 
 
+def test_of_two_matching_runs_the_one_that_states_its_settings_is_adopted(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    # An older run lacks a setting added since (matched through today's default); a newer run
+    # states it. Whichever folder is found first, the newer one is adopted.
+    plan = load_spec(_plan_spec(tmp_path, tiny_seq_model, sentiment_files))
+    files = {k: str(v) for k, v in sentiment_files.items()}
+    stated = _raw(tiny_seq_model, files, seed=1, eval_batch_size=64)  # today's default
+    older = _raw(tiny_seq_model, files, seed=1)
+    assert config_hash(validate(stated)) == config_hash(validate(older))
+    for order in (("a_old", "b_new"), ("b_old", "a_new")):
+        runs = tmp_path / "-".join(order)
+        for name in order:
+            _run_folder(runs / name / "s1", older if name.endswith("old") else stated)
+        outcome = adopt_runs(plan, [runs], write=False)
+        (run,) = outcome.adopted
+        assert run.run_dir.parent.name.endswith("new")
+        assert [p.parent.name for p, _ in outcome.skipped["duplicate"]] == [
+            n for n in order if n.endswith("old")
+        ]
+
+
 def test_cli_adopt_dry_run_shows_what_would_be_adopted(
     tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
 ) -> None:

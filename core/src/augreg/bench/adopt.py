@@ -269,9 +269,15 @@ def adopt_runs(
             outcome.skip("seed not in plan", run_dir, f"seed {cfg.train.seed}")
         elif (records / f"{key}.json").exists():
             outcome.skip("already recorded", run_dir, key)
-        elif key in found:
+        elif key in found and len(found[key][0].defaulted) <= len(defaulted):
             outcome.skip("duplicate", run_dir, f"{key} is adopted from {found[key][0].run_dir}")
         else:
+            if key in found:
+                # A run whose config states more of today's settings wins: a setting added
+                # later may have a default that differs from what an older run did (FreeLB's
+                # clean_pass), so a run matched only through defaults is the weaker witness.
+                older = found.pop(key)[0].run_dir
+                outcome.skip("duplicate", older, f"{key} is adopted from {run_dir} (states more)")
             run = AdoptedRun(key, cfg.train.seed, names[key_hash], run_dir, defaulted)
             finished = datetime.fromtimestamp(
                 (run_dir / "metrics.json").stat().st_mtime, timezone.utc
