@@ -515,6 +515,11 @@ def test_reports_write_markdown_and_html_with_embedded_plots(
         "| 1.50 |" in md
     )
     assert "## ood" in md and "![metric.png](plots/metric.png)" in md
+    # the first table: every set's paired difference in one row per variant
+    assert md.index("## at a glance") < md.index("## test")
+    assert "| variant | runs | test: Δ vs base (p) | ood: Δ vs base (p) | time x |" in md
+    assert "| base | 3/3 | 82.00 | 72.00 | 1.00 |" in md
+    assert "| rdrop | 3/3 | +1.33 (p=0.057) | +1.33 (p=0.057) | 2.00 |" in md
     page = paths["summary.html"].read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == 2

@@ -201,10 +201,33 @@ def _p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _glance(summary: Mapping[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """One row per variant: its paired difference to the base on every set, and its cost."""
+    base, n_seeds = summary["base"], len(summary["seeds"])
+    head = ["variant", "runs", *(f"{s}: Δ vs {base} (p)" for s in summary["sets"]), "time x"]
+    rows = []
+    for v in summary["variants"]:
+        runs = min((v["sets"][s]["n"] for s in summary["sets"] if s in v["sets"]), default=0)
+        cells = []
+        for eval_set in summary["sets"]:
+            row = v["sets"].get(eval_set)
+            d = (row or {}).get("diff") or {}
+            if row is None:
+                cells.append("")
+            elif d.get("mean") is None:  # the base, or no paired seed yet
+                cells.append(f"{row['mean']:.2f}" if v["name"] == base else "")
+            else:
+                p = _p(d.get("p"))
+                cells.append(f"{d['mean']:+.2f}" + (f" (p={p})" if p else ""))
+        ratio = _f(v["cost"]["wall_seconds_ratio"])
+        rows.append([v["name"], f"{runs}/{n_seeds}", *cells, ratio])
+    return (f"at a glance: paired difference to {base}", head, rows)
+
+
 def tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of each table, shared by the Markdown and HTML summaries."""
     metric, base, n_seeds = summary["metric"], summary["base"], len(summary["seeds"])
-    tables = []
+    tables = [_glance(summary)]
     for eval_set in summary["sets"]:
         head = [
             "variant",
@@ -281,7 +304,8 @@ def _legend(summary: Mapping[str, Any]) -> str:
 
 
 def to_markdown(summary: Mapping[str, Any], plots: Sequence[str] = PLOTS) -> str:
-    """The summary as Markdown: one table per evaluation set, a cost table, the plots."""
+    """The summary as Markdown: an at-a-glance table (each set's paired difference per variant),
+    one table per evaluation set, a cost table, the plots."""
     lines = [f"# Bench `{summary['name']}`", ""]
     if summary["description"]:
         lines += [summary["description"], ""]
