@@ -346,6 +346,13 @@ def summarize(study: str, out: Path) -> dict[str, Any]:
             run["eval"] = {prefix + k: v for k, v in run["eval"].items()}
             runs.setdefault(variant, {})[seed] = run
     base = runs.get("none", {})
+    # Each set is compared with the first variant that has it: "none" for the main task, the
+    # single-task run of another task for that task's sets (multitask: trec_alone).
+    set_base: dict[str, str] = {}
+    for variant, by_seed in runs.items():
+        for run in by_seed.values():
+            for name in run["eval"]:
+                set_base.setdefault(name, variant)
     table: dict[str, Any] = {}
     for variant, by_seed in runs.items():
         seeds = sorted(by_seed)
@@ -358,10 +365,11 @@ def summarize(study: str, out: Path) -> dict[str, Any]:
                 "std": round(statistics.stdev(values), 2) if len(values) > 1 else None,
                 "per_seed": [round(v, 2) for v in values],
             }
-            paired = [s for s in seeds if s in base and name in base[s]["eval"]]
-            if variant != "none" and paired:
+            ref = runs[set_base[name]]
+            paired = [s for s in seeds if s in ref and name in ref[s]["eval"]]
+            if variant != set_base[name] and paired:
                 diffs = [
-                    100 * (by_seed[s]["eval"][name][metric] - base[s]["eval"][name][metric])
+                    100 * (by_seed[s]["eval"][name][metric] - ref[s]["eval"][name][metric])
                     for s in paired
                 ]
                 p = t_test_p(diffs)
@@ -406,9 +414,12 @@ def to_markdown(summary: dict[str, Any]) -> str:
     for variant, e in variants.items():
         cells = [variant, str(len(e["seeds"]))]
         for name in sets:
-            row = e["sets"].get(name, {})
+            row = e["sets"].get(name)
+            if row is None:  # a single-task run of another task
+                cells += ["", ""]
+                continue
             std = "" if row.get("std") is None else f" ± {row['std']:.2f}"
-            cells.append(f"{row.get('mean', float('nan')):.2f}{std}")
+            cells.append(f"{row['mean']:.2f}{std}")
             d = row.get("diff")
             if d:
                 dstd = "" if d["std"] is None else f" ± {d['std']:.2f}"
@@ -424,7 +435,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     return (
         f"Study `{summary['study']}` on `{summary['config']}`: mean ± std over seeds, paired "
-        "difference to `none` (mean ± std, paired t-test p), cost relative to `none` "
+        "difference to `none` (mean ± std, paired t-test p; a set `none` lacks is compared with "
+        "the first variant that has it, e.g. `trec_alone`), cost relative to `none` "
         "(median seconds per step and wall time per run).\n\n" + "\n".join(lines) + "\n"
     )
 
