@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -529,6 +530,24 @@ def test_reports_write_markdown_and_html_with_embedded_plots(
     assert json.loads(paths["summary.json"].read_text())["base"] == "base"
 
 
+def test_cli_report_only_prints_the_glance_table(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("matplotlib")
+    raw = _spec(tmp_path, tiny_seq_model, sentiment_files, seeds=3)
+    spec = _spec_file(tmp_path, raw)
+    plan = load_spec(spec)
+    _fake_records(
+        plan,
+        {"base": [0.80, 0.82, 0.84], "rdrop": [0.81, 0.83, 0.86]},
+        {"base": [10.0, 12.0, 11.0], "rdrop": [20.0, 24.0, 22.0]},
+    )
+    result = runner.invoke(app, ["bench", str(spec), "--report-only"])
+    assert result.exit_code == 0, result.output
+    assert "at a glance" in result.output and "+1.33 (p=0.057)" in result.output
+    assert (plan.folder / "summary.md").is_file()
+
+
 def test_missing_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(Exception, match=re.escape('pip install "augreg[bench]"')):
@@ -616,3 +635,61 @@ def test_docs_bench_examples_run_and_specs_parse() -> None:
     for block in specs:
         spec = BenchSpec.model_validate(tomllib.loads(block))
         assert spec.variants and spec.eval
+
+
+# -- stopping ---------------------------------------------------------------------------------
+
+_SLEEPER = """
+import os, time
+from pathlib import Path
+
+
+def sleeper(job):
+    Path(job.folder, "child.pid").write_text(str(os.getpid()))
+    time.sleep(120)
+"""
+
+_PARENT = """
+import sys
+import sleeper_mod
+from augreg.bench import runner
+
+if __name__ == "__main__":  # the spawned run process imports this file too
+    runner._child = sleeper_mod.sleeper
+    job = runner.RunJob("0" * 16, 1, ("v",), {{}}, {folder!r})
+    runner._run_processes([job], [(None, 1)], runner.BenchOutcome(), lambda *a: None)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by init) counts as stopped
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is a POSIX signal")
+def test_sigterm_to_the_bench_stops_its_run_processes(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    (tmp_path / "sleeper_mod.py").write_text(_SLEEPER)
+    script = tmp_path / "parent.py"
+    script.write_text(_PARENT.format(folder=str(tmp_path)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    parent = subprocess.Popen([sys.executable, str(script)], env=env)
+    pid_file = tmp_path / "child.pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pid_file.exists(), "the run process did not start"
+    child = int(pid_file.read_text())
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=60) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 30
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(child), "the run process outlived the bench"

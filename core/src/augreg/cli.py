@@ -401,14 +401,14 @@ def bench(
     except AugregError as exc:
         _fail(exc, 2)
         return
-    keep = (0, 1, 2, 4, 6, 7)  # variant, runs, mean ± std, Δ, p, time x; the rest in the files
-    for title, head, rows in tables(summary)[:-1]:
-        result = Table(title=f"{title}: {summary['metric']}")
-        for i in keep:
-            result.add_column(head[i], justify="left" if i == 0 else "right", no_wrap=i == 0)
-        for row in rows:
-            result.add_row(*(row[i] for i in keep))
-        out.print(result)
+    # The at-a-glance table (each set's paired difference per variant); the rest in the files.
+    title, head, rows = tables(summary)[0]
+    result = Table(title=f"{title}: {summary['metric']}")
+    for i, name in enumerate(head):
+        result.add_column(name, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for row in rows:
+        result.add_row(*row)
+    out.print(result)
     out.print(f"augreg: wrote {paths['summary.md']} and {paths['summary.html']}")
     if failed:
         for key, detail in failed.items():

@@ -218,7 +218,8 @@ def _glance(summary: Mapping[str, Any]) -> tuple[str, list[str], list[list[str]]
                 cells.append(f"{row['mean']:.2f}" if v["name"] == base else "")
             else:
                 p = _p(d.get("p"))
-                cells.append(f"{d['mean']:+.2f}" + (f" (p={p})" if p else ""))
+                p = p if not p or p.startswith("<") else f"={p}"
+                cells.append(f"{d['mean']:+.2f}" + (f" (p{p})" if p else ""))
         ratio = _f(v["cost"]["wall_seconds_ratio"])
         rows.append([v["name"], f"{runs}/{n_seeds}", *cells, ratio])
     return (f"at a glance: paired difference to {base}", head, rows)

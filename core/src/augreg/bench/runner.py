@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -394,6 +396,7 @@ def _run_processes(
     queue = list(pending)
     free = list(range(len(slots)))
     running: dict[int, tuple[Any, RunJob, int, float]] = {}
+    previous = _exit_on_sigterm()
     try:
         while queue or running:
             while queue and free:
@@ -425,6 +428,21 @@ def _run_processes(
             proc.terminate()
         for proc, _, _, _ in running.values():
             proc.join(timeout=30)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm() -> Any:
+    """Make SIGTERM (``kill``, a scheduler's stop) raise SystemExit, so the run processes are
+    stopped like on Ctrl-C instead of left running without their parent. Returns the previous
+    handler, or None when not on the main thread (signals cannot be set there)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _plan_json(plan: BenchPlan) -> dict[str, Any]:
