@@ -17,15 +17,31 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["Options", "ValidationError", "describe_validation_error"]
+__all__ = ["Options", "ValidationError", "describe_validation_error", "lr_scale_field"]
 
 
 class Options(BaseModel):
     """Base class of component options: unknown keys forbidden, instances frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def lr_scale_field(what: str, default: float = 20.0) -> Any:
+    """The ``lr_scale`` option of a component that adds weights from scratch (``what``).
+
+    At a fine-tuning rate such as 5e-5 new weights barely move in a few hundred steps; the
+    component passes the value to :func:`augreg.step.set_lr_scale`. 20 gives about 1e-3 at
+    5e-5, the usual rate for new modules.
+    """
+    return Field(
+        default,
+        gt=0,
+        le=1e4,
+        description=f"Learning rate of {what}, in multiples of the pipeline's (new weights "
+        "barely move at a fine-tuning rate); 1 = the pipeline's.",
+    )
 
 
 _BOUNDS = {

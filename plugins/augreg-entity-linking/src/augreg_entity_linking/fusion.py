@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from augreg import AugregError, Example, SetupContext
+from augreg.options import lr_scale_field
 from augreg_entity_linking.injectors import _Linked
 from augreg_entity_linking.kb import _jsonl_rows
 from augreg_entity_linking.linker import EntityLinker, Link, LinkerOptions
@@ -127,14 +128,7 @@ class Fusion(_Linked):
             description="Initial gate value (tanh is applied); 0 = closed, so the model starts "
             "exactly as the base model.",
         )
-        lr_scale: float = Field(
-            20.0,
-            gt=0,
-            le=1e4,
-            description="Learning rate of the gate and projection, in multiples of the "
-            "pipeline's (they start from scratch; at 5e-5 they barely move in a few hundred "
-            "steps). 1 = the pipeline's.",
-        )
+        lr_scale: float = lr_scale_field("the gate and projection")
         batch_size: int = Field(
             64, ge=1, le=4096, description="Entities per batch of the encoder pass."
         )

@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 
 import augreg
 from augreg.errors import AugregError
+from augreg.options import lr_scale_field
 
 if TYPE_CHECKING:
     import torch
@@ -120,12 +121,8 @@ class MaskedLM(augreg.Objective):
         head: Literal["auto", "new"] = Field(
             "auto", description="auto: the checkpoint's MLM head when it has one; new: fresh."
         )
-        lr_scale: float = Field(
-            20.0,
-            gt=0,
-            le=1e4,
-            description="Learning-rate scale of a new head (the checkpoint's head trains at "
-            "the pipeline's rate): at a fine-tuning rate a fresh head barely moves.",
+        lr_scale: float = lr_scale_field(
+            "a new head's own weights (the checkpoint's head trains at the pipeline's rate)"
         )
 
         @model_validator(mode="after")
