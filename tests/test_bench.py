@@ -213,6 +213,7 @@ def test_committed_sst2_spec_validates() -> None:
         "uda",
         "lora",
         "core_regularizers",
+        "word_substitution_label_smoothing",
     ]
     assert [n for n in expected if n not in skipped] == names
     assert not set(skipped) & set(names)
@@ -281,6 +282,85 @@ def test_recipe_with_uninstalled_component_is_reported(
         str(info.value)
     )
     assert "pip install augreg-adversarial" in str(info.value)
+
+
+def test_recipe_settings_fill_what_the_config_leaves_unset(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path]
+) -> None:
+    import augreg
+    from augreg import recipes
+    from augreg.config import DataConfig, validate
+
+    recipes.register(
+        recipes.Recipe(
+            "settings_test",
+            "test recipe",
+            (("core.label_smoothing", {"epsilon": 0.2}),),
+            settings={
+                "data": {"augmentation": "per_epoch", "keep_original": False},
+                "train": {"epochs": 2},
+            },
+        ),
+        replace=True,
+    )
+    raw = {
+        "model": {"name": str(tiny_seq_model)},
+        "data": {"train": str(sentiment_files["train"]), "keep_original": True},
+        "recipe": "settings_test",
+    }
+    cfg = validate(raw)
+    assert cfg.data.augmentation == "per_epoch"  # unset: the recipe's
+    assert cfg.data.keep_original is True  # stated by the config: the config's
+    assert cfg.train.epochs == 2
+    assert [s.name for s in cfg.objectives] == ["core.label_smoothing"]
+    # In code, a DataConfig instance counts only the options it was given.
+    data = DataConfig(train=str(sentiment_files["train"]))
+    pipe = augreg.Pipeline(str(tiny_seq_model), data=data, recipe="settings_test")
+    assert pipe.config.data.augmentation == "per_epoch"
+    assert pipe.config.train.epochs == 2
+    assert [type(c).name for c in pipe.components["objectives"]] == ["core.label_smoothing"]
+    # Two recipes that set one option differently: an error naming both and the fix.
+    recipes.register(
+        recipes.Recipe(
+            "settings_test_other",
+            "test recipe",
+            (("core.rdrop", {}),),
+            settings={"train": {"epochs": 3}},
+        ),
+        replace=True,
+    )
+    with pytest.raises(ConfigError) as info:
+        validate({**raw, "recipe": ["settings_test", "settings_test_other"]})
+    text = str(info.value)
+    assert "sets train.epochs = 3, but recipe 'settings_test' sets 2" in text
+    assert "state train.epochs in the config to choose" in text
+    ok = validate(
+        {**raw, "recipe": ["settings_test", "settings_test_other"], "train": {"epochs": 4}}
+    )
+    assert ok.train.epochs == 4
+    # A multi-task config takes data options per task: the recipe's are not spread over them.
+    multi = {
+        "model": {"name": str(tiny_seq_model)},
+        "tasks": [
+            {"name": "a", "data": {"train": str(sentiment_files["train"])}},
+            {"name": "b", "data": {"train": str(sentiment_files["train"])}},
+        ],
+        "recipe": "settings_test",
+    }
+    with pytest.raises(ConfigError, match="which a multi-task config takes per task"):
+        validate(multi)
+
+
+def test_recipe_settings_are_checked() -> None:
+    from augreg import recipes
+
+    with pytest.raises(ValueError, match="settings may name the sections data, train, not 'model'"):
+        recipes.Recipe("bad", "x", (("core.rdrop", {}),), settings={"model": {"max_length": 8}})
+    with pytest.raises(ValueError, match=r"settings\['data'\] must map option names to values"):
+        recipes.Recipe("bad", "x", (("core.rdrop", {}),), settings={"data": "per_epoch"})  # type: ignore[dict-item]
+    r = recipes.Recipe("ok", "x", (("core.rdrop", {}),), settings={"data": {"balanced": True}})
+    with pytest.raises(TypeError):
+        r.settings["data"]["balanced"] = False  # type: ignore[index]
 
 
 # -- the seed ---------------------------------------------------------------------------------

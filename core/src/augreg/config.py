@@ -47,6 +47,7 @@ from augreg.options import describe_validation_error
 
 if TYPE_CHECKING:
     from augreg.host import PluginHost
+    from augreg.recipes import Recipe
 
 SECTIONS: dict[str, Kind] = {
     "inject": "injector",
@@ -906,8 +907,10 @@ def expand_recipes(data: dict[str, Any], host: PluginHost) -> list[Problem]:
     """Replace a config's ``recipe`` key (a name or a list) by the recipes' components.
 
     Each component is appended to the section of its kind, after the config's own, so the
-    resolved config names every component. Returns the problems (unknown recipe, recipe
-    component not installed); ``data`` is changed in place.
+    resolved config names every component. A recipe's ``settings`` fill the ``data`` and
+    ``train`` options the config leaves unset (a stated option wins). Returns the problems
+    (unknown recipe, recipe component not installed, two recipes setting one option
+    differently, data settings in a multi-task config); ``data`` is changed in place.
     """
     from augreg import recipes
     from augreg.host import _SECTION
@@ -919,6 +922,7 @@ def expand_recipes(data: dict[str, Any], host: PluginHost) -> list[Problem]:
     if not isinstance(chosen, list) or not all(isinstance(n, str) for n in chosen):
         return [Problem("recipe", f"must be a recipe name or a list of names, got {given!r}")]
     problems: list[Problem] = []
+    filled: dict[tuple[str, str], tuple[str, Any]] = {}
     for name in chosen:
         if name not in recipes.names():
             problems.append(Problem("recipe", recipes.unknown_message(name)))
@@ -940,6 +944,46 @@ def expand_recipes(data: dict[str, Any], host: PluginHost) -> list[Problem]:
             items = data.get(section) or []
             items = [items] if isinstance(items, (str, Mapping)) else list(items)
             data[section] = [*items, spec]
+        problems.extend(_fill_recipe_settings(data, recipes.get(name), filled))
+    return problems
+
+
+def _fill_recipe_settings(
+    data: dict[str, Any], recipe: Recipe, filled: dict[tuple[str, str], tuple[str, Any]]
+) -> list[Problem]:
+    """Set the recipe's settings that ``data`` leaves unset; ``filled`` tracks who set what."""
+    problems: list[Problem] = []
+    for section, values in recipe.settings.items():
+        if section == "data" and data.get("tasks"):
+            problems.append(
+                Problem(
+                    f"recipe {recipe.name!r}",
+                    f"sets data options ({', '.join(sorted(values))}), which a multi-task "
+                    "config takes per task; set them in each task's data instead",
+                )
+            )
+            continue
+        current = data.get(section)
+        if current is None:
+            current = {}
+        if not isinstance(current, Mapping):
+            continue  # validation reports the malformed section
+        current = dict(current)
+        for key, value in values.items():
+            earlier = filled.get((section, key))
+            if earlier is not None and earlier[1] != value:
+                problems.append(
+                    Problem(
+                        f"recipe {recipe.name!r}",
+                        f"sets {section}.{key} = {value!r}, but recipe {earlier[0]!r} sets "
+                        f"{earlier[1]!r}; state {section}.{key} in the config to choose",
+                    )
+                )
+                continue
+            if key not in current:
+                current[key] = value
+                filled[(section, key)] = (recipe.name, value)
+        data[section] = current
     return problems
 
 
@@ -1052,5 +1096,7 @@ def config_from_kwargs(
 
 def _dump(value: Any) -> Any:
     if isinstance(value, BaseModel):
-        return value.model_dump(exclude_none=True)
+        # Only what the caller set: validation fills the defaults again, and a recipe's
+        # settings fill only what is unset.
+        return value.model_dump(exclude_none=True, exclude_unset=True)
     return value

@@ -118,6 +118,8 @@ class Pipeline:
         multitask: Task sampling of a multi-task pipeline; see
             :class:`augreg.config.MultiTaskConfig`.
         train: Training settings; see :class:`augreg.config.TrainConfig`.
+        recipe: A named recipe or a list of them (:mod:`augreg.recipes`): their components
+            are appended after the ones given, their settings fill the options left unset.
         name: Pipeline name (run folder prefix).
         base_dir: Folder that relative data paths resolve from.
         host: The plugin host (default: the process host with all installed plugins).
@@ -140,6 +142,7 @@ class Pipeline:
         regularize: Sequence[Any] = (),
         adapters: Sequence[Any] = (),
         train: Any = None,
+        recipe: str | Sequence[str] | None = None,
         name: str = "augreg",
         base_dir: str | Path = ".",
         host: PluginHost | None = None,
@@ -161,6 +164,8 @@ class Pipeline:
             raw["tasks"] = list(tasks)
         if multitask is not None:
             raw["multitask"] = multitask
+        if recipe is not None:
+            raw["recipe"] = recipe if isinstance(recipe, str) else list(recipe)
         given = {
             "augment": augment,
             "inject": inject,

@@ -4,8 +4,10 @@ A recipe is a set of components with their options, usable wherever components a
 pipeline config (``recipe = "core_regularizers"``, its components appended to the sections
 named by their kinds), as a bench variant (``recipe = "core_regularizers"``), and in code::
 
-    recipe = augreg.recipes.get("core_regularizers")
-    pipe = augreg.Pipeline(model=..., data=..., **recipe.sections())
+    pipe = augreg.Pipeline(model=..., data=..., recipe="core_regularizers")
+
+A recipe may carry the pipeline settings its components need (``settings``, e.g. ``{"data":
+{"augmentation": "per_epoch"}}``); they fill the options a config leaves unset.
 
 Recipes name components, they do not import them: a recipe whose components are not installed
 is reported when a config uses it, like any unknown component. This module imports nothing
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["Recipe", "UnknownRecipeError", "get", "names", "register", "unknown_message"]
 
 RECIPE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+SETTING_SECTIONS = ("data", "train")
+"""The config sections a recipe's ``settings`` may fill."""
 
 
 class UnknownRecipeError(AugregError):
@@ -51,6 +55,10 @@ class Recipe:
         name: Lower-case identifier (``small_data``).
         description: What it is for, what is known about it (measured or not) and its cost.
         components: ``(component name, options)`` pairs, in order.
+        settings: Pipeline settings the components need, by section (``{"data":
+            {"augmentation": "per_epoch"}}``; sections ``data`` and ``train``). They fill
+            what a config leaves unset; a setting the config states wins, and validation then
+            says what the component needs.
 
     Example:
         >>> smooth = (("core.label_smoothing", {"epsilon": 0.2}),)
@@ -62,6 +70,7 @@ class Recipe:
     name: str
     description: str
     components: tuple[tuple[str, Mapping[str, Any]], ...] = field(default_factory=tuple)
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not RECIPE_NAME_RE.match(self.name):
@@ -73,6 +82,20 @@ class Recipe:
             raise ValueError(f"augreg: recipe {self.name!r} names no component; add at least one")
         frozen = tuple((n, MappingProxyType(dict(o))) for n, o in self.components)
         object.__setattr__(self, "components", frozen)
+        unknown = sorted(set(self.settings) - set(SETTING_SECTIONS))
+        if unknown:
+            raise ValueError(
+                f"augreg: recipe {self.name!r}: settings may name the sections "
+                f"{', '.join(SETTING_SECTIONS)}, not {', '.join(map(repr, unknown))}"
+            )
+        for section, values in self.settings.items():
+            if not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values):
+                raise ValueError(
+                    f"augreg: recipe {self.name!r}: settings[{section!r}] must map option "
+                    f"names to values, e.g. {{'augmentation': 'per_epoch'}}; got {values!r}"
+                )
+        settings = {sec: MappingProxyType(dict(v)) for sec, v in self.settings.items()}
+        object.__setattr__(self, "settings", MappingProxyType(settings))
 
     def specs(self) -> list[dict[str, Any]]:
         """The components as ``{"name": ..., **options}`` specs (config file layout)."""
