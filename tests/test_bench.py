@@ -539,7 +539,12 @@ def test_statistics_agree_with_scipy_and_without_it(monkeypatch: pytest.MonkeyPa
         assert t_quantile(0.975, df) == pytest.approx(float(stats.t.ppf(0.975, df)), rel=1e-9)
 
 
-def _fake_records(plan: Any, values: dict[str, list[float]], walls: dict[str, list[float]]) -> None:
+def _fake_records(
+    plan: Any,
+    values: dict[str, list[float]],
+    walls: dict[str, list[float]],
+    loads: dict[str, float] | None = None,
+) -> None:
     folder = plan.folder / "runs"
     folder.mkdir(parents=True, exist_ok=True)
     for v in plan.variants:
@@ -557,6 +562,8 @@ def _fake_records(plan: Any, values: dict[str, list[float]], walls: dict[str, li
                 "extra_passes": 0.0 if v.name == "base" else 1.0,
                 "steps": 10,
             }
+            if loads is not None:
+                record.update(load_average=loads[v.name], cpu_count=2)
             (folder / f"{key}.json").write_text(json.dumps(record))
 
 
@@ -585,6 +592,51 @@ def test_summary_statistics_per_variant_and_set(
     (plan.folder / "runs" / f"{plan.variant('rdrop').hash}-s3.json").unlink()
     partial = summarize(plan, load_records(plan.folder)[0])["variants"][1]["sets"]["test"]
     assert partial["n"] == 2 and partial["diff"]["seeds"] == [1, 2]
+
+
+def test_time_ratios_under_unlike_loads_are_marked(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    from augreg.bench.report import to_markdown as markdown
+
+    plan = load_spec(_spec(tmp_path, tiny_seq_model, sentiment_files, seeds=3))
+    walls = {"base": [10.0, 12.0, 11.0], "rdrop": [20.0, 24.0, 22.0]}
+    values = {"base": [0.80, 0.82, 0.84], "rdrop": [0.81, 0.83, 0.86]}
+    _fake_records(plan, values, walls, loads={"base": 1.0, "rdrop": 2.2})  # 2 CPUs
+    summary = summarize(plan, load_records(plan.folder)[0])
+    rdrop = summary["variants"][1]["cost"]
+    assert rdrop["load_average"] == 2.2 and rdrop["load_differs"] is True
+    md = markdown(summary)
+    assert "| rdrop | 3/3 | +1.33 (p=0.057) | +1.33 (p=0.057) | 2.00* |" in md
+    assert "median 1-minute load average: base 1.00; rdrop 2.20; 2 CPUs" in md
+    # Loads within a quarter of the CPUs: no mark, no note.
+    _fake_records(plan, values, walls, loads={"base": 1.0, "rdrop": 1.4})
+    similar = summarize(plan, load_records(plan.folder)[0])
+    assert similar["variants"][1]["cost"]["load_differs"] is False
+    assert "2.00*" not in markdown(similar) and "load average" not in markdown(similar)
+    # Records without a load (adopted, or older): nothing to compare, no mark.
+    _fake_records(plan, values, walls)
+    unknown = summarize(plan, load_records(plan.folder)[0])
+    assert unknown["variants"][1]["cost"]["load_differs"] is None
+
+
+def test_load_sampler(monkeypatch: pytest.MonkeyPatch) -> None:
+    from augreg.bench.runner import LoadSampler
+
+    loads = iter([1.0, 2.0, 3.0, 3.0, 3.0, 3.0])
+    monkeypatch.setattr(os, "getloadavg", lambda: (next(loads), 0.0, 0.0), raising=False)
+    with LoadSampler(interval=0.05) as sampler:
+        time.sleep(0.08)  # one sample in between
+    assert sampler.samples[:2] == [1.0, 2.0] and len(sampler.samples) >= 3
+    assert sampler.value == round(sum(sampler.samples) / len(sampler.samples), 2)
+
+    def missing() -> tuple[float, float, float]:
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(os, "getloadavg", missing, raising=False)
+    with LoadSampler(interval=0.01) as none:
+        time.sleep(0.02)
+    assert none.value is None and none.samples == []
 
 
 def test_reports_write_markdown_and_html_with_embedded_plots(
@@ -689,6 +741,9 @@ def test_cli_bench_with_two_jobs(
 
     if not torch.cuda.is_available():  # on CPU the two runs share the cores
         assert {r["threads"] for r in records.values()} == {max(1, (os.cpu_count() or 1) // 2)}
+    if hasattr(os, "getloadavg"):  # the machine's load while each run trained
+        assert all(r["load_average"] >= 0 for r in records.values())
+        assert {r["cpu_count"] for r in records.values()} == {os.cpu_count()}
     assert all((Path(r["run_dir"]) / "metrics.json").exists() for r in records.values())
     assert (tmp_path / "bench" / "summary.html").exists()
     again = runner.invoke(app, ["bench", str(spec), "--jobs", "2"])
@@ -713,7 +768,7 @@ def test_docs_bench_examples_run_and_specs_parse() -> None:
     (code,) = _blocks(ROOT / "docs" / "bench.md", "python")
     scope: dict[str, Any] = {}
     exec(compile(code, "docs/bench.md", "exec"), scope)
-    assert list(scope["pipe_kwargs"]) == ["objectives", "regularize"]
+    assert list(scope["sections"]) == ["objectives", "regularize"]
     specs = [
         block
         for path in (ROOT / "docs" / "bench.md", ROOT / "README.md")

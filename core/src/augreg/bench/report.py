@@ -138,6 +138,7 @@ def summarize(plan: BenchPlan, records: Mapping[str, Mapping[str, Any]]) -> dict
         cost = _cost(runs)
         for key in ("wall_seconds", "seconds_per_step", "peak_memory_mb"):
             cost[f"{key}_ratio"] = _ratio(cost[key], base_cost[key])
+        cost["load_differs"] = _load_differs(cost, base_cost)
         entry["cost"] = cost
         variants.append(entry)
     return {
@@ -157,16 +158,33 @@ def summarize(plan: BenchPlan, records: Mapping[str, Mapping[str, Any]]) -> dict
 
 
 def _notes(summary: Mapping[str, Any]) -> list[str]:
-    """Notes under the tables: how many runs were adopted from earlier run folders."""
+    """Notes under the tables: runs adopted from earlier run folders, ratios under unlike loads."""
+    notes = []
     adopted = summary.get("adopted") or 0
-    if not adopted:
-        return []
-    return [
-        f"{adopted} of the {summary['runs']} runs were adopted from finished run folders "
-        "(augreg bench --adopt; adopted_from in their records): same config and data (by "
-        "content) and same seed, trained before or elsewhere. Their time and memory were "
-        "measured there, so the cost ratios may mix machines or loads."
-    ]
+    if adopted:
+        notes.append(
+            f"{adopted} of the {summary['runs']} runs were adopted from finished run folders "
+            "(augreg bench --adopt; adopted_from in their records): same config and data (by "
+            "content) and same seed, trained before or elsewhere. Their time and memory were "
+            "measured there, so the cost ratios may mix machines or loads."
+        )
+    base = next((v for v in summary["variants"] if v["name"] == summary["base"]), None)
+    unlike = [v for v in summary["variants"] if v["cost"].get("load_differs")]
+    if unlike and base is not None:
+        loads = ", ".join(f"{v['name']} {v['cost']['load_average']:.2f}" for v in unlike)
+        notes.append(
+            "* time ratio of runs made under another machine load than the base's (median "
+            f"1-minute load average: {summary['base']} {base['cost']['load_average']:.2f}; "
+            f"{loads}; {_f(base['cost']['cpu_count'], '.0f') or '?'} CPUs): not like for "
+            "like. Rerun both on a quiet machine, or compare costs within one process "
+            "(benchmarks/step_overhead.py)."
+        )
+    return notes
+
+
+#: Time ratios are marked when the variant's and the base's median machine loads differ by
+#: more than this share of the CPU count (a load of 2 against 1 on 2 cores halves the speed).
+LOAD_TOLERANCE = 0.25
 
 
 def _cost(runs: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
@@ -180,8 +198,29 @@ def _cost(runs: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
             "train_examples",
             "extra_passes",
             "steps",
+            "load_average",
+            "cpu_count",
         )
     }
+
+
+def _load_differs(cost: Mapping[str, Any], base: Mapping[str, Any]) -> bool | None:
+    """Whether the two medians of machine load differ by more than :data:`LOAD_TOLERANCE`.
+
+    None when either side has no recorded load (runs adopted or made before loads were
+    recorded, or a platform without a load average).
+    """
+    a, b = cost.get("load_average"), base.get("load_average")
+    cpus = cost.get("cpu_count") or base.get("cpu_count")
+    if a is None or b is None or not cpus:
+        return None
+    return bool(abs(a - b) / cpus > LOAD_TOLERANCE)
+
+
+def _time_ratio(cost: Mapping[str, Any]) -> str:
+    """The time ratio, marked with ``*`` when the runs' machine loads differ (see the notes)."""
+    text = _f(cost["wall_seconds_ratio"])
+    return text + "*" if text and cost.get("load_differs") else text
 
 
 # -- tables ----------------------------------------------------------------------------------
@@ -220,8 +259,7 @@ def _glance(summary: Mapping[str, Any]) -> tuple[str, list[str], list[list[str]]
                 p = _p(d.get("p"))
                 p = p if not p or p.startswith("<") else f"={p}"
                 cells.append(f"{d['mean']:+.2f}" + (f" (p{p})" if p else ""))
-        ratio = _f(v["cost"]["wall_seconds_ratio"])
-        rows.append([v["name"], f"{runs}/{n_seeds}", *cells, ratio])
+        rows.append([v["name"], f"{runs}/{n_seeds}", *cells, _time_ratio(v["cost"])])
     return (f"at a glance: paired difference to {base}", head, rows)
 
 
@@ -259,7 +297,7 @@ def tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[s
                     _f(d.get("mean"), "+.2f"),
                     _ci(d.get("low"), d.get("high")),
                     _p(d.get("p")),
-                    _f(cost["wall_seconds_ratio"]),
+                    _time_ratio(cost),
                     _f(cost["peak_memory_mb_ratio"]),
                 ]
             )

@@ -146,6 +146,57 @@ RECORD_TRAIN_FIELDS = (
 )
 
 
+class LoadSampler:
+    """The machine's mean 1-minute load average while a run trains (sampled every few seconds).
+
+    A time ratio between two runs is only like for like when they ran under similar loads;
+    the bench records the load with each run and the summary marks ratios whose loads differ.
+    ``value`` is None where the platform has no load average (Windows).
+    """
+
+    def __init__(self, interval: float = 5.0) -> None:
+        self.interval = interval
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _load() -> float | None:
+        try:
+            return os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            load = self._load()
+            if load is not None:
+                self.samples.append(load)
+
+    def __enter__(self) -> LoadSampler:
+        first = self._load()
+        if first is not None:
+            self.samples.append(first)
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            last = self._load()
+            if last is not None:
+                self.samples.append(last)
+
+    @property
+    def value(self) -> float | None:
+        """Mean of the samples, or None without any."""
+        if not self.samples:
+            return None
+        return round(sum(self.samples) / len(self.samples), 2)
+
+
 def make_record(
     config_hash: str,
     seed: int,
@@ -161,12 +212,14 @@ def make_record(
     config: Mapping[str, Any],
     threads: int | None = None,
     device: str | None = None,
+    load_average: float | None = None,
 ) -> dict[str, Any]:
     """A bench record of one finished run; what the run did not measure is None.
 
     ``metrics`` are the metrics per evaluation set and ``train`` the training report of the run
     (in a run folder's ``metrics.json``: ``eval`` and ``train``); ``config`` is what the record
-    shows as the run's config.
+    shows as the run's config; ``load_average`` is the machine's mean load while it ran
+    (:class:`LoadSampler`), with ``cpu_count`` beside it to read it by.
     """
 
     def iso(t: datetime | None) -> str | None:
@@ -182,6 +235,8 @@ def make_record(
         **{name: train.get(name) for name in RECORD_TRAIN_FIELDS},
         "threads": threads,
         "device": device,
+        "load_average": load_average,
+        "cpu_count": None if load_average is None else os.cpu_count(),
         "run_dir": str(run_dir),
         "started": iso(started),
         "finished": iso(finished),
@@ -213,7 +268,8 @@ def execute(job: RunJob) -> dict[str, Any]:
             "since the plan was made. Run the bench again."
         )
     started = datetime.now(timezone.utc)
-    result = Pipeline.from_validated(cfg).run(job.folder)
+    with LoadSampler() as load:
+        result = Pipeline.from_validated(cfg).run(job.folder)
     record = make_record(
         job.config_hash,
         job.seed,
@@ -228,6 +284,7 @@ def execute(job: RunJob) -> dict[str, Any]:
         config=job.config,
         threads=job.threads,
         device=job.device,
+        load_average=load.value,
     )
     _write_json_atomic(job.record_path, record)
     return record
