@@ -213,7 +213,7 @@ def test_committed_sst2_spec_validates() -> None:
         "uda",
         "lora",
         "core_regularizers",
-        "word_substitution_label_smoothing",
+        "small_data",
     ]
     assert [n for n in expected if n not in skipped] == names
     assert not set(skipped) & set(names)
@@ -284,12 +284,9 @@ def test_recipe_with_uninstalled_component_is_reported(
     assert "pip install augreg-adversarial" in str(info.value)
 
 
-def test_recipe_settings_fill_what_the_config_leaves_unset(
-    tiny_seq_model: Path, sentiment_files: dict[str, Path]
-) -> None:
-    import augreg
+def _register_settings_test() -> None:
+    """A test recipe with data and train settings (``settings_test``)."""
     from augreg import recipes
-    from augreg.config import DataConfig, validate
 
     recipes.register(
         recipes.Recipe(
@@ -303,6 +300,16 @@ def test_recipe_settings_fill_what_the_config_leaves_unset(
         ),
         replace=True,
     )
+
+
+def test_recipe_settings_fill_what_the_config_leaves_unset(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path]
+) -> None:
+    import augreg
+    from augreg import recipes
+    from augreg.config import DataConfig, validate
+
+    _register_settings_test()
     raw = {
         "model": {"name": str(tiny_seq_model)},
         "data": {"train": str(sentiment_files["train"]), "keep_original": True},
@@ -349,6 +356,42 @@ def test_recipe_settings_fill_what_the_config_leaves_unset(
     }
     with pytest.raises(ConfigError, match="which a multi-task config takes per task"):
         validate(multi)
+
+
+def test_bench_recipe_settings_fill_what_the_base_file_leaves_unset(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+
+    _register_settings_test()
+    variants = [{"name": "r", "recipe": "settings_test"}]
+    plan = load_spec(_spec(tmp_path, tiny_seq_model, sentiment_files, variants=variants))
+    cfg = plan.variant("r").config
+    assert cfg.data.augmentation == "per_epoch"  # the base file leaves it unset
+    assert cfg.train.epochs == 1  # the base file states it
+    assert plan.base.config.data.augmentation == "offline"
+
+
+def test_small_data_recipe(tiny_seq_model: Path, sentiment_files: dict[str, Path]) -> None:
+    from augreg import recipes
+    from augreg.config import validate
+
+    recipe = recipes.get("small_data")
+    assert recipe.specs() == [
+        {"name": "adversarial.word_substitution"},
+        {"name": "core.label_smoothing", "epsilon": 0.1},
+    ]
+    assert dict(recipe.settings["data"]) == {"augmentation": "per_epoch", "keep_original": False}
+    assert "+0.96" in recipe.description and "does not reach" in recipe.description
+    pytest.importorskip("augreg_adversarial")
+    cfg = validate(
+        {
+            "model": {"name": str(tiny_seq_model)},
+            "data": {"train": str(sentiment_files["train"])},
+            "recipe": "small_data",
+        }
+    )
+    assert [s.name for s in cfg.augment] == ["adversarial.word_substitution"]
+    assert cfg.data.augmentation == "per_epoch" and cfg.data.keep_original is False
 
 
 def test_recipe_settings_are_checked() -> None:

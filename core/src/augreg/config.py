@@ -903,7 +903,9 @@ def _check_unlabelled(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:
     return []
 
 
-def expand_recipes(data: dict[str, Any], host: PluginHost) -> list[Problem]:
+def expand_recipes(
+    data: dict[str, Any], host: PluginHost, stated: Mapping[str, Sequence[str]] | None = None
+) -> list[Problem]:
     """Replace a config's ``recipe`` key (a name or a list) by the recipes' components.
 
     Each component is appended to the section of its kind, after the config's own, so the
@@ -911,6 +913,8 @@ def expand_recipes(data: dict[str, Any], host: PluginHost) -> list[Problem]:
     ``train`` options the config leaves unset (a stated option wins). Returns the problems
     (unknown recipe, recipe component not installed, two recipes setting one option
     differently, data settings in a multi-task config); ``data`` is changed in place.
+    ``stated`` names the options per section that count as set when ``data`` is a resolved
+    config, where every option has a value (a bench variant of a base config file).
     """
     from augreg import recipes
     from augreg.host import _SECTION
@@ -944,12 +948,15 @@ def expand_recipes(data: dict[str, Any], host: PluginHost) -> list[Problem]:
             items = data.get(section) or []
             items = [items] if isinstance(items, (str, Mapping)) else list(items)
             data[section] = [*items, spec]
-        problems.extend(_fill_recipe_settings(data, recipes.get(name), filled))
+        problems.extend(_fill_recipe_settings(data, recipes.get(name), filled, stated))
     return problems
 
 
 def _fill_recipe_settings(
-    data: dict[str, Any], recipe: Recipe, filled: dict[tuple[str, str], tuple[str, Any]]
+    data: dict[str, Any],
+    recipe: Recipe,
+    filled: dict[tuple[str, str], tuple[str, Any]],
+    stated: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Problem]:
     """Set the recipe's settings that ``data`` leaves unset; ``filled`` tracks who set what."""
     problems: list[Problem] = []
@@ -980,7 +987,8 @@ def _fill_recipe_settings(
                     )
                 )
                 continue
-            if key not in current:
+            given = key in current if stated is None else key in stated.get(section, ())
+            if not given or earlier is not None:
                 current[key] = value
                 filled[(section, key)] = (recipe.name, value)
         data[section] = current

@@ -20,6 +20,16 @@ Registered recipes:
     built-ins that act on the training step, together. A composition to measure, not a
     measured winner: ``benchmarks/generalization/sst2_500.toml`` compares it with plain
     fine-tuning. Cost: about one extra forward and backward pass per step (R-Drop).
+
+``small_data``
+    Adversarial word substitution (``adversarial.word_substitution``, from augreg-adversarial;
+    Jin et al. 2020) rewritten every epoch, with label smoothing 0.1 (Szegedy et al. 2016);
+    sets ``data.augmentation = "per_epoch"`` and ``data.keep_original = false`` unless the
+    config states them. Measured on SST-2 with 500 examples (MiniLM, 5 seeds, paired with
+    plain fine-tuning): +0.96 on SST-2 test (p = 0.002), +0.11 on CR (p = 0.77). The only
+    composition found that gains in domain without losing out of domain; it does not reach
+    the +1 on both sets it was searched for. Cost: about 2x the wall time of plain
+    fine-tuning (a forward-only attack over the training set each epoch).
 """
 
 from __future__ import annotations
@@ -180,5 +190,25 @@ register(
             ("core.rdrop", {"weight": 1.0}),
             ("core.l2sp", {"weight": 0.01}),
         ),
+    )
+)
+
+
+register(
+    Recipe(
+        "small_data",
+        "Adversarial word substitution (adversarial.word_substitution: synonym swaps against "
+        "the model being trained, rewritten every epoch) with label smoothing 0.1; needs "
+        "augreg-adversarial. The best composition measured for a few hundred labelled "
+        "sentences: on SST-2 with 500 examples (MiniLM, 5 seeds, paired) +0.96 on SST-2 test "
+        "(p = 0.002) and +0.11 on CR (p = 0.77), where every other in-domain gain cost about "
+        "1 point on CR. It does not reach +1 on both sets. "
+        "Cost: about 2x the time of plain fine-tuning (a forward-only attack pass over the "
+        "training set each epoch); the training steps themselves are unchanged.",
+        (
+            ("adversarial.word_substitution", {}),
+            ("core.label_smoothing", {"epsilon": 0.1}),
+        ),
+        settings={"data": {"augmentation": "per_epoch", "keep_original": False}},
     )
 )

@@ -342,7 +342,11 @@ def _names_in(raw: Mapping[str, Any]) -> list[str]:
 
 
 def _compose(
-    base_raw: Mapping[str, Any], v: VariantSpec, host: PluginHost, problems: list[Problem]
+    base_raw: Mapping[str, Any],
+    v: VariantSpec,
+    host: PluginHost,
+    problems: list[Problem],
+    stated: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any] | None:
     """Apply a variant to the base (remove, recipe, add, replace); None if a step failed."""
     from augreg.host import _SECTION
@@ -372,7 +376,7 @@ def _compose(
             ]
     if v.recipe is not None:
         raw["recipe"] = v.recipe
-        found = _prefix(expand_recipes(raw, host), where)
+        found = _prefix(expand_recipes(raw, host, stated), where)
         problems.extend(found)
         ok = ok and not found
     for j, item in enumerate(v.add):
@@ -534,6 +538,12 @@ def load_spec(
         )
     base_raw = absolute_config(base_cfg)
     base_cfg = validate(base_raw, source=source, host=host)
+    # A recipe's settings fill what the base file leaves unset (base_raw states everything).
+    stated = {
+        sec: list(base_in.get(sec) or {})
+        for sec in ("data", "train")
+        if isinstance(base_in.get(sec) or {}, Mapping)
+    }
     metric = spec.metric or DEFAULT_METRIC[base_cfg.task.type]
 
     specs = list(spec.variants)
@@ -559,7 +569,7 @@ def load_spec(
         if missing and spec.skip_missing:
             skipped.append((v.name, "; ".join(missing)))
             continue
-        composed = _compose(base_raw, v, host, problems)
+        composed = _compose(base_raw, v, host, problems, stated)
         if composed is None:
             continue
         try:
