@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import augreg
-from augreg.builtins.adapters import Freeze, encoder_layers
+from augreg.builtins.adapters import Freeze, LayerwiseLR, encoder_layers
 from augreg.builtins.objectives import CrossEntropy, LabelSmoothing
 from augreg.builtins.regularizers import L2SP, EmbeddingNoise, RDrop
 from augreg.step import compute_loss
@@ -67,6 +67,11 @@ class TestEmbeddingNoiseNEFTune(RegularizerContract):
 class TestFreeze(AdapterContract):
     component = "core.freeze"
     options = {"layers": 1}
+
+
+class TestLayerwiseLR(AdapterContract):
+    component = "core.layerwise_lr"
+    options = {"decay": 0.8, "head_scale": 10.0}
 
 
 # -- behaviour -------------------------------------------------------------------------------
@@ -247,3 +252,64 @@ def test_freeze_only_layers_keeps_embeddings_trainable() -> None:
 def test_freeze_more_layers_than_the_model_has_is_an_error() -> None:
     with pytest.raises(augreg.OptionsError, match=r"layers must be <= 2 .*got 3"):
         Freeze(layers=3).prepare_model(tiny_model())
+
+
+def _lr_scales(model: torch.nn.Module) -> dict[str, float]:
+    from augreg.step import LR_SCALE
+
+    return {n: float(getattr(p, LR_SCALE, 1.0)) for n, p in model.named_parameters()}
+
+
+def test_layerwise_lr_decays_from_the_top_layer_down_and_scales_the_head() -> None:
+    model = LayerwiseLR(decay=0.5, head_scale=20.0).prepare_model(tiny_model())
+    scales = _lr_scales(model)
+    # tiny_model has 2 blocks: layer 1 at the rate, layer 0 at 0.5, embeddings at 0.25.
+    assert {s for n, s in scales.items() if n.startswith("bert.embeddings.")} == {0.25}
+    assert {s for n, s in scales.items() if ".layer.0." in n} == {0.5}
+    assert {s for n, s in scales.items() if ".layer.1." in n} == {1.0}
+    assert {s for n, s in scales.items() if n.startswith("bert.pooler.")} == {1.0}
+    assert {s for n, s in scales.items() if n.startswith("classifier.")} == {20.0}
+
+
+def test_layerwise_lr_twice_gives_the_same_scales_and_keeps_another_components_scale() -> None:
+    from augreg.step import aux_modules, set_lr_scale
+
+    model = tiny_model()
+    aux = aux_modules(model)
+    aux["gate"] = torch.nn.Linear(4, 4)
+    set_lr_scale(aux["gate"], 7.0)
+    set_lr_scale([model.classifier.weight], 3.0)  # e.g. a component that marked the head
+    adapter = LayerwiseLR(decay=0.5, head_scale=2.0)
+    first = _lr_scales(adapter.prepare_model(model))
+    assert _lr_scales(adapter.prepare_model(model)) == first
+    assert first["classifier.weight"] == 6.0  # 3 x 2, once
+    assert first["classifier.bias"] == 2.0
+    assert {s for n, s in first.items() if "augreg_aux" in n} == {7.0}
+
+
+def test_layerwise_lr_makes_optimizer_groups_at_the_scaled_rates() -> None:
+    from augreg.step import split_lr_groups
+
+    model = LayerwiseLR(decay=0.5, head_scale=20.0).prepare_model(tiny_model())
+    optimizer = split_lr_groups(torch.optim.AdamW(model.parameters(), lr=1e-4))
+    rates = {}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            rates[id(p)] = group["lr"]
+    named = dict(model.named_parameters())
+    assert rates[id(named["classifier.weight"])] == pytest.approx(2e-3)
+    assert rates[id(named["bert.encoder.layer.1.output.dense.weight"])] == pytest.approx(1e-4)
+    assert rates[id(named["bert.encoder.layer.0.output.dense.weight"])] == pytest.approx(5e-5)
+    assert rates[id(named["bert.embeddings.word_embeddings.weight"])] == pytest.approx(2.5e-5)
+    assert len(rates) == len(named)  # every parameter still trained, once
+
+
+def test_layerwise_lr_without_transformer_blocks_is_an_error() -> None:
+    with pytest.raises(augreg.OptionsError, match="no list of transformer blocks"):
+        LayerwiseLR().prepare_model(torch.nn.Linear(3, 2))
+
+
+@pytest.mark.parametrize("options", [{"decay": 0.0}, {"decay": 1.5}, {"head_scale": 0.0}])
+def test_layerwise_lr_rejects_out_of_range_options(options: dict[str, float]) -> None:
+    with pytest.raises(augreg.OptionsError):
+        augreg.create("core.layerwise_lr", **options)

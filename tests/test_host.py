@@ -20,6 +20,7 @@ CORE = [
     "core.freeze",
     "core.l2sp",
     "core.label_smoothing",
+    "core.layerwise_lr",
     "core.rdrop",
     "core.sum",
 ]
@@ -98,7 +99,7 @@ def test_builtins_load_as_the_core_plugin() -> None:
     assert host.names() == CORE
     info = host.get("regularizer", "core.rdrop")
     assert info.plugin.name == "core" and info.plugin.distribution == "augreg"
-    assert host.names("adapter") == ["core.freeze"]
+    assert host.names("adapter") == ["core.freeze", "core.layerwise_lr"]
     assert not host.failures
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from augreg.builtins.adapters import Freeze
+from augreg.builtins.adapters import Freeze, LayerwiseLR
 from augreg.builtins.combiners import WeightedSum
 from augreg.builtins.objectives import CrossEntropy, LabelSmoothing
 from augreg.builtins.regularizers import L2SP, EmbeddingNoise, RDrop
@@ -25,6 +25,7 @@ def augreg_register_regularizers(register: Register) -> None:
 @hookimpl
 def augreg_register_adapters(register: Register) -> None:
     register(Freeze)
+    register(LayerwiseLR)
 
 
 @hookimpl

@@ -136,7 +136,7 @@ def isolated_host(
 
     Example:
         >>> isolated_host(entry_points=False).names("adapter")
-        ['core.freeze']
+        ['core.freeze', 'core.layerwise_lr']
     """
     load = (plugins is None) if entry_points is None else entry_points
     return PluginHost(entry_points=load, plugins=plugins, env=dict(env or {}))
