@@ -226,6 +226,27 @@ def test_committed_sst2_spec_validates() -> None:
     assert list(plan.base.config.data.eval) == ["cr"]
 
 
+def test_committed_layerwise_spec_shares_the_plain_runs_of_sst2_500() -> None:
+    if not (ROOT.parent / "shared" / "data").exists():
+        pytest.skip("../shared/data is not beside the checkout")
+    folder = ROOT / "benchmarks" / "generalization"
+    plan = load_spec(folder / "sst2_500_layerwise.toml")
+    # Same base config and seeds: `--adopt` takes sst2_500's plain runs as they are.
+    assert plan.base.hash == load_spec(folder / "sst2_500.toml").base.hash
+    assert plan.seeds == [1, 2, 3, 4, 5]
+    skipped = [name for name, _ in plan.skipped]
+    expected = [
+        "plain",
+        "head_lr_20",
+        "layer_decay_0.8",
+        "layer_decay_0.8_head_lr_20",
+        "small_data_head_lr_20",
+    ]
+    assert [n for n in expected if n not in skipped] == [v.name for v in plan.variants]
+    by_name = {v.name: v for v in plan.variants}
+    assert list(by_name["head_lr_20"].components) == ["core.layerwise_lr"]
+
+
 # -- recipes ----------------------------------------------------------------------------------
 
 
