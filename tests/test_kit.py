@@ -347,7 +347,7 @@ def test_generated_module_has_one_contract_per_component() -> None:
     source = contract_module(components_of("augreg"))
     assert "class TestCoreRdrop(CONTRACTS['regularizer'])" in source
     assert "class TestCoreSum(CONTRACTS['combiner'])" in source
-    assert source.count("class Test") == 7
+    assert source.count("class Test") == 8
 
 
 def test_check_plugin_names_installed_distributions_for_an_unknown_one() -> None:

@@ -107,15 +107,17 @@ def test_filters_are_counted(make: Callable[..., RoundTrip], models: dict[str, s
 
 def test_identical_outputs_dropped(make: Callable[..., RoundTrip], models: dict[str, str]) -> None:
     # names only: the toy model copies them, so the round trip returns the source
+    # (whether the toy model copies every name exactly depends on library versions: the
+    # claim is that exactly the outputs equal to their source are dropped, and counted)
     ex = [{"text": "John Smith", "label": 0}, {"text": "Paris London", "label": 1}]
-    aug = make(models["trained"], None, length_ratio=None)
-    assert aug.augment_batch(ex, _rngs(2)) == [[], []]
-    assert aug.counts()["identical"] == 2
     keep = make(models["trained"], None, length_ratio=None, drop_identical=False)
-    assert [o[0]["text"] for o in keep.augment_batch(ex, _rngs(2))] == [
-        "John Smith",
-        "Paris London",
-    ]
+    outputs = [o[0]["text"] for o in keep.augment_batch(ex, _rngs(2))]
+    same = [out == e["text"] for out, e in zip(outputs, ex, strict=True)]
+    assert any(same), outputs
+    aug = make(models["trained"], None, length_ratio=None)
+    dropped = [not o for o in aug.augment_batch(ex, _rngs(2))]
+    assert dropped == same
+    assert aug.counts()["identical"] == sum(same)
 
 
 def test_similarity_filter(
