@@ -131,11 +131,12 @@ class LayerwiseLR(Adapter):
     def prepare_model(self, model: nn.Module) -> nn.Module:
         from torch import nn
 
+        from augreg.context import unwrap_model
         from augreg.errors import OptionsError
         from augreg.step import AUX, LR_SCALE
 
         opts = self.options
-        inner: nn.Module = getattr(model, "module", model)
+        inner = unwrap_model(model)
         get_base = getattr(inner, "get_base_model", None)  # peft: the transformers model
         if callable(get_base):
             inner = get_base()
