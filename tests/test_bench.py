@@ -190,6 +190,25 @@ def test_config_hash_ignores_seed_and_bookkeeping(
     assert load_spec(raw).base.hash != plan.base.hash
 
 
+def test_data_options_added_later_leave_the_hash_alone_at_their_default(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path]
+) -> None:
+    # A run keyed before data.expand_first existed keeps its key; stating it changes the key.
+    from augreg.bench.spec import HASHED_UNLESS_DEFAULT, config_hash, hashed_config
+    from augreg.config import DataConfig, validate
+
+    cfg = validate(
+        {"model": {"name": str(tiny_seq_model)}, "data": {"train": str(sentiment_files["train"])}}
+    )
+    for key, default in HASHED_UNLESS_DEFAULT.items():
+        assert DataConfig.model_fields[key].get_default(call_default_factory=True) == default
+        assert key not in hashed_config(cfg)["data"]
+    data = cfg.data.model_copy(update={"expand_first": ["counterfactual.negation"]})
+    changed = cfg.model_copy(update={"data": data})
+    assert hashed_config(changed)["data"]["expand_first"] == ["counterfactual.negation"]
+    assert config_hash(changed) != config_hash(cfg)
+
+
 def test_committed_sst2_spec_validates() -> None:
     if not (ROOT.parent / "shared" / "data").exists():
         pytest.skip("../shared/data is not beside the checkout")
@@ -227,25 +246,50 @@ def test_committed_sst2_spec_validates() -> None:
     assert list(plan.base.config.data.eval) == ["cr"]
 
 
-def test_committed_layerwise_spec_shares_the_plain_runs_of_sst2_500() -> None:
+def _plan_sharing_sst2_500(file: str, expected: list[str]) -> dict[str, Any]:
+    """The variants of a committed spec that must share sst2_500's base runs, by name."""
     if not (ROOT.parent / "shared" / "data").exists():
         pytest.skip("../shared/data is not beside the checkout")
     folder = ROOT / "benchmarks" / "generalization"
-    plan = load_spec(folder / "sst2_500_layerwise.toml")
+    plan = load_spec(folder / file)
     # Same base config and seeds: `--adopt` takes sst2_500's plain runs as they are.
     assert plan.base.hash == load_spec(folder / "sst2_500.toml").base.hash
     assert plan.seeds == [1, 2, 3, 4, 5]
     skipped = [name for name, _ in plan.skipped]
-    expected = [
-        "plain",
-        "head_lr_20",
-        "layer_decay_0.8",
-        "layer_decay_0.8_head_lr_20",
-        "small_data_head_lr_20",
-    ]
     assert [n for n in expected if n not in skipped] == [v.name for v in plan.variants]
-    by_name = {v.name: v for v in plan.variants}
+    return {v.name: v for v in plan.variants}
+
+
+def test_committed_layerwise_spec_shares_the_plain_runs_of_sst2_500() -> None:
+    by_name = _plan_sharing_sst2_500(
+        "sst2_500_layerwise.toml",
+        [
+            "plain",
+            "head_lr_20",
+            "layer_decay_0.8",
+            "layer_decay_0.8_head_lr_20",
+            "small_data_head_lr_20",
+        ],
+    )
     assert list(by_name["head_lr_20"].components) == ["core.layerwise_lr"]
+
+
+def test_committed_counterfactual_spec_shares_the_plain_runs_of_sst2_500() -> None:
+    by_name = _plan_sharing_sst2_500(
+        "sst2_500_counterfactual.toml",
+        ["plain", "negation", "negation_small_data", "negation_first_small_data"],
+    )
+    if "negation_small_data" in by_name:
+        cfg = by_name["negation_small_data"].config
+        assert [s.name for s in cfg.augment] == [
+            "counterfactual.negation",
+            "adversarial.word_substitution",
+        ]
+        assert cfg.data.augmentation == "per_epoch" and cfg.data.keep_original is False
+        assert cfg.data.expand_first == []
+    if "negation_first_small_data" in by_name:
+        cfg = by_name["negation_first_small_data"].config
+        assert cfg.data.expand_first == ["counterfactual.negation"]
 
 
 # -- recipes ----------------------------------------------------------------------------------

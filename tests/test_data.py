@@ -612,6 +612,56 @@ def test_per_epoch_falls_back_to_the_original_and_counts_it() -> None:
         stage(None, [Flip()]).per_epoch_dataset(ds, lambda b: b).example(6)
 
 
+class SparseFlip(augreg.Augmenter):
+    """Flips the label of texts with at least three words (a copy with the opposite label)."""
+
+    name = "test.sparse_flip"
+    changes_labels = True
+
+    def augment(self, example: augreg.Example, rng: random.Random) -> list[augreg.Example]:
+        if len(example["text"].split()) < 3:
+            return []
+        return [{**example, "text": "not " + example["text"], "label": 1 - example["label"]}]
+
+
+def test_expand_first_runs_once_and_the_others_rewrite_the_expanded_set(tmp_path: Path) -> None:
+    ds = seq_dataset()
+    # Without it, the sparse augmenter's slot repeats the originals it writes nothing for.
+    plain = stage(None, [SparseFlip(), AppendWord()], keep_original=False)
+    data = plain.per_epoch_dataset(ds, lambda b: b)
+    assert len(data) == 12
+    [data.example(i) for i in range(len(data))]
+    assert plain.report["test.sparse_flip"] == {"written": 3, "fallback": 3}
+    # With it: the 6 originals and 3 flipped copies, each rewritten by the per-epoch augmenter.
+    st = stage(tmp_path, [SparseFlip(), AppendWord()], keep_original=False,
+               expand_first=["test.sparse_flip"])  # fmt: skip
+    assert [a.name for a in st.per_epoch_augmenters()] == ["test.append"]
+    data = st.per_epoch_dataset(ds, lambda b: b)
+    assert len(data) == 9
+    rows = [data.example(i) for i in range(len(data))]
+    assert all(r["augreg_source"] == "test.append" for r in rows)
+    flipped = [r for r in rows if r["text"].startswith("not ")]
+    assert len(flipped) == 3
+    for r in flipped:  # the copy's label, the copy as parent
+        parent = int(r["augreg_parent"].split("/")[0].split(":")[1])
+        assert r["label"] == 1 - ds[parent]["label"]
+        assert r["augreg_parent"].endswith("/test.sparse_flip/0.0.0")
+    assert st.report["test.sparse_flip"]["written"] == 3
+    assert st.report["test.sparse_flip"]["empty"] == 3
+    assert st.report["test.append"] == {"written": 9, "fallback": 0}
+    # Keeping the originals keeps the expanded rows as they are, with their provenance.
+    kept = stage(tmp_path, [SparseFlip(), AppendWord()], expand_first=["test.sparse_flip"])
+    data = kept.per_epoch_dataset(ds, lambda b: b)
+    assert len(data) == 18
+    sources = [data.example(i)["augreg_source"] for i in range(9)]
+    assert sources.count("original") == 6 and sources.count("test.sparse_flip") == 3
+    # expand() ignores it: every augmenter expands the originals once.
+    assert len(stage(None, [SparseFlip(), AppendWord()], expand_first=["test.sparse_flip"])
+               .expand(ds)) == 6 + 3 + 6  # fmt: skip
+    with pytest.raises(DataError, match=r"expand_first names \['test.nope'\]"):
+        stage(None, [AppendWord()], expand_first=["test.nope"])
+
+
 def test_spans_survive_the_token_pipeline(tmp_path: Path) -> None:
     rows = [
         {"tokens": ["John", "Smith", "in", "Paris"], "ner_tags": ["I-PER", "I-PER", "O", "I-LOC"]}

@@ -8,7 +8,9 @@ schedule, errors off the training path) holds.
 
 from __future__ import annotations
 
+import json
 import random
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -77,10 +79,23 @@ class EchoModel(augreg.Augmenter):
         return [{**example, "text": f"{example['text']} {mark}"}]
 
 
+class FiveWords(augreg.Augmenter):
+    """A sparse, label-changing copy: texts of five words or more, negated."""
+
+    name = "test.five_words"
+    changes_labels = True
+
+    def augment(self, example: augreg.Example, rng: random.Random) -> list[augreg.Example]:
+        if len(example["text"].split()) < 5:
+            return []
+        return [{**example, "text": "not " + example["text"], "label": 1 - example["label"]}]
+
+
 class _Plugin:
     @augreg.hookimpl
     def augreg_register_augmenters(self, register: augreg.Register) -> None:
         register(EchoModel)
+        register(FiveWords)
 
 
 def host() -> PluginHost:
@@ -228,6 +243,88 @@ def test_offline_augmentation_with_a_model_augmenter_is_a_config_error(
     text = str(info.value)
     assert "augment[0] test.echo_model" in text
     assert 'set data.augmentation = "per_epoch"' in text
+
+
+def test_expand_first_trains_model_views_of_the_expanded_set(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    rows = sentiment_files["train"].read_text().splitlines()
+    long = sum(1 for r in rows if len(json.loads(r)["text"].split()) >= 5)
+    assert 0 < long < len(rows)
+    pipe = augreg.Pipeline(
+        model={"name": str(tiny_seq_model), "max_length": 32},
+        data={
+            "train": str(sentiment_files["train"]),
+            "augmentation": "per_epoch",
+            "keep_original": False,
+            "expand_first": ["test.five_words"],
+        },
+        augment=["test.five_words", {"name": "test.echo_model", "refresh_every": 2}],
+        train={
+            "epochs": 2,
+            "batch_size": 8,
+            "output_dir": str(tmp_path / "runs"),
+            "progress": False,
+            "eval_strategy": "no",
+            "save_model": False,
+        },
+        host=host(),
+    )
+    result = pipe.run()
+    # The originals and their copies, each as the model-made view: one slot per row.
+    assert result.train["train_examples"] == len(rows) + long
+    report = result.train["data_report"]
+    assert report["test.five_words"]["written"] == long
+    assert report["test.echo_model"]["refreshes"][0]["examples"] == len(rows) + long
+
+
+@pytest.mark.parametrize(
+    ("data", "augment", "message"),
+    [
+        (
+            {},
+            ["test.five_words", "test.echo_model"],
+            'applies with data.augmentation = "per_epoch"',
+        ),
+        ({"augmentation": "per_epoch"}, ["test.echo_model"], "which is not in the augment section"),
+        (
+            {"augmentation": "per_epoch"},
+            ["test.five_words"],
+            'none is left to run per epoch; use data.augmentation = "offline"',
+        ),
+    ],
+)
+def test_expand_first_is_checked(
+    tiny_seq_model: Path,
+    sentiment_files: dict[str, Path],
+    data: dict[str, Any],
+    augment: list[str],
+    message: str,
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        augreg.Pipeline(
+            model=str(tiny_seq_model),
+            data={
+                "train": str(sentiment_files["train"]),
+                "expand_first": ["test.five_words"],
+                **data,
+            },
+            augment=augment,
+            host=host(),
+        )
+    with pytest.raises(
+        ConfigError, match="writes its views against the model being trained, every"
+    ):
+        augreg.Pipeline(
+            model=str(tiny_seq_model),
+            data={
+                "train": str(sentiment_files["train"]),
+                "augmentation": "per_epoch",
+                "expand_first": ["test.echo_model"],
+            },
+            augment=["test.five_words", "test.echo_model"],
+            host=host(),
+        )
 
 
 def test_cli_augment_refuses_a_model_augmenter(

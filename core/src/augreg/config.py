@@ -151,6 +151,15 @@ class DataConfig(_Strict):
         description="offline: expand the training set once (cached); per_epoch: fresh views.",
     )
     keep_original: bool = Field(True, description="Keep the source examples beside augmented.")
+    expand_first: list[str] = Field(
+        default_factory=list,
+        description='With augmentation = "per_epoch": augmenters (by name, from the augment '
+        "section) that expand the training set once before training, their copies kept "
+        "beside the originals; the other augmenters then write per-epoch views of that "
+        "expanded set (copies included), and keep_original applies to them. For augmenters "
+        "that add examples (counterfactual.negation) next to ones that rewrite every example "
+        "each epoch (adversarial.word_substitution).",
+    )
     empty_rows: Literal["error", "skip"] = Field(
         "error",
         description="Rows with empty text (or no tokens): an error naming them, or skip them "
@@ -609,6 +618,7 @@ def validate(
             problems.extend(_check_multitask_components(cfg, host))
         else:
             problems.extend(_check_unlabelled(cfg, host))
+        problems.extend(_check_expand_first(cfg, host))
         for i, spec in enumerate(cfg.augment):
             found = host.find(spec.name)
             if found is not None and getattr(found.cls, "needs_model", False):
@@ -627,6 +637,57 @@ def validate(
         raise ConfigError(source, problems)
     assert cfg is not None
     return cfg
+
+
+def _check_expand_first(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:
+    """``data.expand_first``: augmenters of the config, per epoch only, not model-made views."""
+    first = cfg.data.expand_first
+    if not first:
+        return []
+    where = "data.expand_first"
+    if cfg.data.augmentation != "per_epoch":
+        return [
+            Problem(
+                where,
+                'applies with data.augmentation = "per_epoch" only (offline, every augmenter '
+                "already expands the training set once); remove it or switch to per_epoch",
+            )
+        ]
+    problems: list[Problem] = []
+    augmenters = [spec.name for spec in cfg.augment]
+    dups = sorted({n for n in first if first.count(n) > 1})
+    if dups:
+        problems.append(Problem(where, f"names {', '.join(dups)} more than once; name each once"))
+    for name in dict.fromkeys(first):
+        if name not in augmenters:
+            problems.append(
+                Problem(
+                    where,
+                    f"names {name!r}, which is not in the augment section "
+                    f"({', '.join(augmenters) or 'empty'}); add it there or remove it here",
+                )
+            )
+            continue
+        found = host.find(name)
+        if found is not None and getattr(found.cls, "needs_model", False):
+            problems.append(
+                Problem(
+                    where,
+                    f"names {name!r}, which writes its views against the model being trained, "
+                    "every epoch; it cannot expand the set before training. Remove it here",
+                    component=name,
+                    origin=found.origin,
+                )
+            )
+    if augmenters and set(augmenters) <= set(first):
+        problems.append(
+            Problem(
+                where,
+                "names every augmenter, so none is left to run per epoch; use "
+                'data.augmentation = "offline" instead',
+            )
+        )
+    return problems
 
 
 def _prepare_tasks(data: dict[str, Any]) -> list[Problem]:

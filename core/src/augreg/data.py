@@ -921,6 +921,9 @@ class DataStage:
             caching, everything stays in memory (nothing is written).
         keep_original: Keep the source examples beside the augmented ones.
         show_progress: Show ``datasets`` progress bars.
+        expand_first: Names of augmenters that :meth:`per_epoch_dataset` applies once, as
+            :meth:`expand` does (originals kept beside their copies), before the other
+            augmenters write per-epoch views of the expanded set. Ignored by :meth:`expand`.
 
     Attributes:
         report: Counts per component: ``written`` rows, ``empty`` (example, copy) pairs for
@@ -941,6 +944,7 @@ class DataStage:
         cache_dir: Path | None,
         keep_original: bool = True,
         show_progress: bool = True,
+        expand_first: Sequence[str] = (),
     ) -> None:
         names = [c.name for c in [*injectors, *augmenters]]
         dups = sorted({n for n in names if names.count(n) > 1})
@@ -957,6 +961,13 @@ class DataStage:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.keep_original = keep_original
         self.show_progress = show_progress
+        unknown = sorted(set(expand_first) - {a.name for a in self.augmenters})
+        if unknown:
+            raise DataError(
+                f"augreg: expand_first names {unknown}, which are not augmenters of this stage "
+                f"({[a.name for a in self.augmenters]}); name augmenters the stage has"
+            )
+        self.expand_first = tuple(expand_first)
         self.report: dict[str, dict[str, Any]] = {}
         self._set_up: set[int] = set()
 
@@ -1335,8 +1346,32 @@ class DataStage:
         Augmenters with ``needs_model`` are the exception to computing on access: their views
         are written for all examples at once when ``set_epoch`` is given the model on a
         refresh epoch (see :meth:`PerEpochDataset.set_epoch`), and kept until the next one.
+
+        Augmenters named in ``expand_first`` run first, once, like :meth:`expand` with the
+        originals kept (cached the same way); the per-epoch slots are then those of the other
+        augmenters over the expanded set, so each copy gets its own views and ``keep_original``
+        decides whether the expanded rows appear as they are. Without this, an augmenter that
+        writes for a few examples only fills its slot of the others with their originals
+        (its ``fallback`` count), an extra copy of each per epoch.
         """
+        first = [a for a in self.augmenters if a.name in self.expand_first]
+        if first:
+            once = DataStage(
+                self.injectors,
+                first,
+                self.seed,
+                self.task,
+                self.cache_dir,
+                keep_original=True,
+                show_progress=self.show_progress,
+            )
+            ds = once.expand(ds)
+            self.report.update({a.name: once.report[a.name] for a in first})
         return PerEpochDataset(self, ds, tokenize)
+
+    def per_epoch_augmenters(self) -> list[Augmenter]:
+        """The augmenters whose views :meth:`per_epoch_dataset` writes every epoch."""
+        return [a for a in self.augmenters if a.name not in self.expand_first]
 
 
 class PerEpochDataset(torch.utils.data.Dataset[dict[str, Any]]):
@@ -1360,12 +1395,16 @@ class PerEpochDataset(torch.utils.data.Dataset[dict[str, Any]]):
         self.stage = stage
         self.cols = stage._data_columns(ds)
         self.ds = ds.select_columns(self.cols)
+        # Rows of an expanded set (``expand_first``) keep their provenance in the original slot.
+        self.provenance: Dataset | None = None
+        if all(c in ds.column_names for c in PROVENANCE):
+            self.provenance = ds.select_columns(list(PROVENANCE))
         self.tokenize = tokenize
         self.epoch = 0
         self.views: dict[str, tuple[int, list[list[list[Example]]]]] = {}
         """Views of ``needs_model`` augmenters: name -> (refresh epoch, [copy][example])."""
         self.slots: list[tuple[Augmenter, int] | None] = [None] if stage.keep_original else []
-        for aug in stage.augmenters:
+        for aug in stage.per_epoch_augmenters():
             copies = int(getattr(aug.options, "copies", 1))
             self.slots.extend((aug, c) for c in range(copies))
             stage.report.setdefault(aug.name, {"written": 0, "fallback": 0})
@@ -1388,7 +1427,7 @@ class PerEpochDataset(torch.utils.data.Dataset[dict[str, Any]]):
             DataError: a refresh is due and no model was given.
         """
         self.epoch = int(epoch)
-        for aug in self.stage.augmenters:
+        for aug in self.stage.per_epoch_augmenters():
             if not aug.needs_model:
                 continue
             at = aug.refresh_epoch(self.epoch)
@@ -1475,6 +1514,8 @@ class PerEpochDataset(torch.utils.data.Dataset[dict[str, Any]]):
         parent: Example = dict(self.ds[j])
         spec = self.slots[slot]
         if spec is None:
+            if self.provenance is not None:
+                return {**parent, **self.provenance[j]}
             return {**parent, SOURCE: ORIGINAL, PARENT: ""}
         aug, copy = spec
         stage = self.stage

@@ -320,6 +320,7 @@ class Pipeline:
             cache_dir=self.cache_dir(),
             keep_original=self.config.data.keep_original,
             show_progress=self.config.train.progress,
+            expand_first=self.config.data.expand_first,
         )
 
     def setup_components(self, bundle: DataBundle, tokenizer: Any = None) -> None:

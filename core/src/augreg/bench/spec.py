@@ -84,6 +84,11 @@ UNHASHED_TRAIN = (
     "logging_steps",
     "dataloader_workers",
 )
+HASHED_UNLESS_DEFAULT: dict[str, Any] = {"expand_first": []}
+"""``data`` options added after runs were first keyed, with the default that keeps the old
+behaviour: at that default they are left out of the hash, so a run made before the option
+existed keeps its key (the bench does not run it again, ``--adopt`` still finds it). Add each
+new ``data`` option here with its default."""
 REPLACEABLE = ("train", "data", "model", "task")
 DEFAULT_METRIC = {"sequence_classification": "accuracy", "token_classification": "f1"}
 
@@ -229,7 +234,8 @@ def config_hash(cfg: PipelineConfig) -> str:
     pipeline on the same data hashes alike from any folder or checkout, and editing a data file
     changes the hash. Hub data set names and other sources enter as they are. Left out: the
     seed, the name, the base folder and bookkeeping (run name, output folder, progress bars,
-    saving the weights, logging steps, data loader workers, cache folder).
+    saving the weights, logging steps, data loader workers, cache folder), and the ``data``
+    options of :data:`HASHED_UNLESS_DEFAULT` at their defaults.
 
     Raises:
         ConfigError: a local data file does not exist (names the file and the base folder).
@@ -255,6 +261,9 @@ def hashed_config(cfg: PipelineConfig) -> dict[str, Any]:
     tables += [(f"tasks[{i}].data", t["data"]) for i, t in enumerate(d.get("tasks") or [])]
     for where, data in tables:
         data.pop("cache_dir", None)
+        for key, default in HASHED_UNLESS_DEFAULT.items():
+            if key in data and data[key] == default:
+                del data[key]
         sources = [(key, data, key) for key in DATA_SOURCES if data.get(key) is not None]
         sources += [(f"eval.{k}", data["eval"], k) for k in data.get("eval") or {}]
         for name, parent, key in sources:
