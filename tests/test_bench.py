@@ -277,7 +277,13 @@ def test_committed_layerwise_spec_shares_the_plain_runs_of_sst2_500() -> None:
 def test_committed_counterfactual_spec_shares_the_plain_runs_of_sst2_500() -> None:
     by_name = _plan_sharing_sst2_500(
         "sst2_500_counterfactual.toml",
-        ["plain", "negation", "negation_small_data", "negation_first_small_data"],
+        [
+            "plain",
+            "negation",
+            "negation_of_negatives",
+            "negation_small_data",
+            "negation_first_small_data",
+        ],
     )
     if "negation_small_data" in by_name:
         cfg = by_name["negation_small_data"].config
