@@ -114,6 +114,7 @@ def test_every_misuse_is_reported_together_before_any_model_loads(
     raw["tasks"][1]["name"] = "sent"
     raw["tasks"][1]["data"]["unlabelled"] = str(two_tasks["sent"])
     raw["tasks"][1]["data"]["eval"]["gone"] = str(tmp_path / "missing.jsonl")
+    raw["tasks"][0]["data"]["expand_first"] = ["counterfactual.negation"]
     raw["multitask"] = {"sampling": "proportional", "temperature": 3}
     raw["train"]["select_best"] = True
     raw["train"]["eval_strategy"] = "epoch"
@@ -121,6 +122,8 @@ def test_every_misuse_is_reported_together_before_any_model_loads(
     assert "tasks[1].name: 'sent' is also the name of tasks[0]" in text
     assert "tasks[1].data.unlabelled" in text
     assert "tasks[1].data.eval.gone: file not found" in text
+    assert "tasks[0].data.expand_first: applies with data.augmentation" in text
+    assert "data.expand_first: applies" not in text.replace("tasks[0].data.expand_first", "")
     assert 'multitask.temperature: is only used with sampling = "temperature"' in text
     assert "have no validation set" in text
 

@@ -618,7 +618,8 @@ def validate(
             problems.extend(_check_multitask_components(cfg, host))
         else:
             problems.extend(_check_unlabelled(cfg, host))
-        problems.extend(_check_expand_first(cfg, host))
+        if not cfg.tasks:
+            problems.extend(_check_expand_first(cfg, host))
         for i, spec in enumerate(cfg.augment):
             found = host.find(spec.name)
             if found is not None and getattr(found.cls, "needs_model", False):
@@ -801,6 +802,15 @@ def _check_tasks(
                     f"{where}.data.augmentation",
                     'per_epoch is not supported in multi-task pipelines yet; use "offline" '
                     "(augmented once, cached)",
+                )
+            )
+        if entry.data.expand_first:
+            problems.append(
+                Problem(
+                    f"{where}.data.expand_first",
+                    'applies with data.augmentation = "per_epoch" only, which multi-task '
+                    "pipelines do not support yet; remove it (offline, every augmenter "
+                    "expands the training set once)",
                 )
             )
         for problem in _check_sources(entry.data, base_dir):
