@@ -98,6 +98,18 @@ class _Plugin:
         register(FiveWords)
 
 
+def quiet_train(tmp_path: Path, **settings: Any) -> dict[str, Any]:
+    """Train settings of a short test run: batch 8, no progress bars, evaluation or weights."""
+    return {
+        "batch_size": 8,
+        "output_dir": str(tmp_path / "runs"),
+        "progress": False,
+        "eval_strategy": "no",
+        "save_model": False,
+        **settings,
+    }
+
+
 def host() -> PluginHost:
     return PluginHost(entry_points=False, plugins={"test": _Plugin()})
 
@@ -201,16 +213,7 @@ def test_training_refreshes_against_the_current_weights(
         model={"name": str(tiny_seq_model), "max_length": 32},
         data={"train": str(sentiment_files["train"]), "augmentation": "per_epoch"},
         augment=[{"name": "test.echo_model", "refresh_every": 2}],
-        train={
-            "epochs": 3,
-            "batch_size": 8,
-            "learning_rate": 1e-3,
-            "seed": 3,
-            "output_dir": str(tmp_path / "runs"),
-            "progress": False,
-            "eval_strategy": "no",
-            "save_model": False,
-        },
+        train=quiet_train(tmp_path, epochs=3, learning_rate=1e-3, seed=3),
         host=host(),
     )
     watch = Watch()
@@ -260,14 +263,7 @@ def test_expand_first_trains_model_views_of_the_expanded_set(
             "expand_first": ["test.five_words"],
         },
         augment=["test.five_words", {"name": "test.echo_model", "refresh_every": 2}],
-        train={
-            "epochs": 2,
-            "batch_size": 8,
-            "output_dir": str(tmp_path / "runs"),
-            "progress": False,
-            "eval_strategy": "no",
-            "save_model": False,
-        },
+        train=quiet_train(tmp_path, epochs=2),
         host=host(),
     )
     result = pipe.run()

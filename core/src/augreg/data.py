@@ -1124,8 +1124,13 @@ class DataStage:
         feats = {c: f for c, f in ds.features.items() if c not in PROVENANCE}
         return Features({**feats, SOURCE: Value("string"), PARENT: Value("string")})
 
-    def expand(self, ds: Dataset, epoch: int = 0) -> Dataset:
+    def expand(
+        self, ds: Dataset, epoch: int = 0, *, only: Sequence[Augmenter] | None = None
+    ) -> Dataset:
         """Write the augmented training set once: originals (if kept) + every augmenter's rows.
+
+        ``only``: these augmenters of the stage instead of all, the originals always kept (the
+        first step of :meth:`per_epoch_dataset` with ``expand_first``).
 
         Each augmenter acts on the original examples (not on other augmenters' outputs), for
         ``copies`` copies, with ``rngs[i] = derive_rng(seed, name, augreg_id, epoch, copy)``.
@@ -1143,7 +1148,9 @@ class DataStage:
                 misaligned tags, dropped a field, or nothing is left to train on; or an
                 augmenter needs the model (``needs_model``: it runs per epoch in training).
         """
-        needy = [a.name for a in self.augmenters if a.needs_model]
+        augmenters = self.augmenters if only is None else list(only)
+        keep_original = self.keep_original or only is not None
+        needy = [a.name for a in augmenters if a.needs_model]
         if needy:
             raise DataError(
                 f"augreg: {', '.join(needy)} write their views against the model being trained, "
@@ -1156,7 +1163,7 @@ class DataStage:
         fp = dataset_fingerprint(ds)
         has_prov = all(c in ds.column_names for c in PROVENANCE)
         parts: list[Dataset] = []
-        if self.keep_original:
+        if keep_original:
 
             def originals(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
                 out = {c: batch[c] for c in cols}
@@ -1170,7 +1177,7 @@ class DataStage:
         # so a cache written without (or with other) recomputed fields is not reused.
         reinjectors = [inj for inj in self.injectors if _carries(inj, cols)]
         reinject = [{"reinject": [inj.fingerprint() for inj in reinjectors]}] if reinjectors else []
-        for aug in self.augmenters:
+        for aug in augmenters:
             key = _digest("expand", fp, aug.fingerprint(), self.seed, epoch, self.task, *reinject)
             before = aug.counts()
             reinjected = {
@@ -1201,7 +1208,7 @@ class DataStage:
         if not parts or sum(len(p) for p in parts) == 0:
             raise DataError(
                 "augreg: the data stage produced no training examples (keep_original is off "
-                f"and the augmenters {[a.name for a in self.augmenters]} wrote nothing). Turn "
+                f"and the augmenters {[a.name for a in augmenters]} wrote nothing). Turn "
                 "data.keep_original on or check the augmenters' options."
             )
         return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
@@ -1356,17 +1363,7 @@ class DataStage:
         """
         first = [a for a in self.augmenters if a.name in self.expand_first]
         if first:
-            once = DataStage(
-                self.injectors,
-                first,
-                self.seed,
-                self.task,
-                self.cache_dir,
-                keep_original=True,
-                show_progress=self.show_progress,
-            )
-            ds = once.expand(ds)
-            self.report.update({a.name: once.report[a.name] for a in first})
+            ds = self.expand(ds, only=first)
         return PerEpochDataset(self, ds, tokenize)
 
     def per_epoch_augmenters(self) -> list[Augmenter]:
