@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import augreg
+from augreg.testing import short_train
 from augreg.testing.models import save_tiny_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -89,3 +93,27 @@ def ner_files(tmp_path: Path) -> dict[str, Path]:
         "train": write_jsonl(tmp_path / "ner" / "train.jsonl", rows * 4),
         "test": write_jsonl(tmp_path / "ner" / "test.jsonl", rows),
     }
+
+
+@pytest.fixture()
+def tiny_pipeline(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> Callable[..., augreg.Pipeline]:
+    """Builds a sequence pipeline on the tiny model and ``sentiment_files`` (test and ``ood``
+    sets): ``tiny_pipeline(train={...}, regularize=[...])``."""
+
+    def make(train: dict[str, Any] | None = None, **kw: Any) -> augreg.Pipeline:
+        return augreg.Pipeline(
+            model={"name": str(tiny_seq_model), "max_length": 32},
+            task="sequence_classification",
+            data={
+                "train": str(sentiment_files["train"]),
+                "test": str(sentiment_files["test"]),
+                "eval": {"ood": str(sentiment_files["ood"])},
+            },
+            train=short_train(tmp_path, **(train or {})),
+            name="tiny",
+            **kw,
+        )
+
+    return make

@@ -710,6 +710,45 @@ def test_summary_statistics_per_variant_and_set(
     assert partial["n"] == 2 and partial["diff"]["seeds"] == [1, 2]
 
 
+def test_also_metrics_get_their_own_glance_table(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    from augreg.bench.report import to_markdown as markdown
+
+    raw = _spec(
+        tmp_path, tiny_seq_model, sentiment_files, seeds=3, also_metrics=["roc_auc", "brier"]
+    )
+    plan = load_spec(raw)
+    assert plan.also_metrics == ["roc_auc", "brier"]
+    _fake_records(
+        plan,
+        {"base": [0.80, 0.82, 0.84], "rdrop": [0.81, 0.83, 0.86]},
+        {"base": [10.0, 12.0, 11.0], "rdrop": [20.0, 24.0, 22.0]},
+    )
+    # roc_auc on the test set only; rdrop ranks worse on every seed although more accurate
+    aucs = {"base": [0.90, 0.91, 0.92], "rdrop": [0.88, 0.90, 0.90]}
+    for v in plan.variants:
+        for seed, auc in zip(plan.seeds, aucs[v.name], strict=True):
+            path = plan.folder / "runs" / f"{v.hash}-s{seed}.json"
+            record = json.loads(path.read_text())
+            record["metrics"]["test"]["roc_auc"] = auc
+            path.write_text(json.dumps(record))
+    summary = summarize(plan, load_records(plan.folder)[0])
+    rdrop = summary["variants"][1]
+    assert rdrop["sets"]["test"]["diff"]["mean"] == pytest.approx(4 / 3)
+    assert rdrop["also"]["roc_auc"]["test"]["diff"]["mean"] == pytest.approx(-5 / 3)
+    assert "ood" not in rdrop["also"]["roc_auc"] and rdrop["also"]["brier"] == {}
+    md = markdown(summary)
+    assert md.index("## at a glance: paired") < md.index("## at a glance, roc_auc: paired")
+    assert "| rdrop | 3/3 | -1.67 (p=0.038) |  | 2.00 |" in md
+    assert "No run reports brier (also_metrics)" in md
+    assert "at a glance, brier" not in md and "Also at a glance: roc_auc, brier" in md
+    # the primary metric is not repeated, and a name listed twice is an error
+    assert load_spec({**raw, "also_metrics": ["accuracy"]}).also_metrics == []
+    with pytest.raises(ConfigError, match="name each metric once"):
+        load_spec({**raw, "also_metrics": ["roc_auc", "roc_auc"]})
+
+
 def test_time_ratios_under_unlike_loads_are_marked(
     tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -206,6 +206,45 @@ def test_adoption_skips_what_does_not_match_and_never_overwrites(
         adopt_runs(plan, [runs], base=tmp_path / "nowhere")
 
 
+def test_readopting_adds_the_metrics_a_run_gained_and_changes_nothing_else(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    plan = load_spec(_plan_spec(tmp_path, tiny_seq_model, sentiment_files))
+    raw = _raw(tiny_seq_model, {k: str(v) for k, v in sentiment_files.items()}, seed=1)
+    run_dir = _run_folder(tmp_path / "runs" / "s1", raw)
+    assert len(adopt_runs(plan, [tmp_path / "runs"]).adopted) == 1
+    path = plan.folder / "runs" / f"{plan.base.hash}-s1.json"
+    before = json.loads(path.read_text())
+    # augreg evaluate added roc_auc to the run; a changed accuracy is not taken over
+    report = json.loads((run_dir / "metrics.json").read_text())
+    report["eval"]["test"].update(roc_auc=0.9, accuracy=0.5)
+    report["eval"]["ood"]["roc_auc"] = 0.8
+    (run_dir / "metrics.json").write_text(json.dumps(report))
+
+    dry = adopt_runs(plan, [tmp_path / "runs"], write=False)
+    assert dry.refreshed == {f"{plan.base.hash}-s1": ["test/roc_auc", "ood/roc_auc"]}
+    assert json.loads(path.read_text()) == before
+    spec = tmp_path / "bench.yaml"
+    spec.write_text(yaml.safe_dump(_plan_spec(tmp_path, tiny_seq_model, sentiment_files)))
+    result = runner.invoke(
+        app, ["bench", str(spec), "--adopt", str(tmp_path / "runs"), "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "would add metrics to 1 record(s) whose run folder has gained them: roc_auc" in (
+        result.output
+    )
+    assert json.loads(path.read_text()) == before
+    assert adopt_runs(plan, [tmp_path / "runs"]).refreshed == dry.refreshed
+    after = json.loads(path.read_text())
+    assert after["metrics"]["test"] == {"accuracy": 0.75, "roc_auc": 0.9}
+    assert after["metrics"]["ood"]["roc_auc"] == 0.8
+    assert {k: v for k, v in after.items() if k != "metrics"} == {
+        k: v for k, v in before.items() if k != "metrics"
+    }
+    again = adopt_runs(plan, [tmp_path / "runs"])
+    assert again.refreshed == {} and len(again.skipped["already recorded"]) == 1
+
+
 def test_of_two_matching_runs_the_one_that_states_its_settings_is_adopted(
     tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
 ) -> None:

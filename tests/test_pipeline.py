@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,46 +14,16 @@ import torch
 
 import augreg
 from augreg.host import PluginHost
-
-
-def _train(tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "epochs": 2,
-        "batch_size": 8,
-        "learning_rate": 1e-3,
-        "seed": 3,
-        "output_dir": str(tmp_path / "runs"),
-        "progress": False,
-        "eval_strategy": "no",
-    }
-    values.update(extra)
-    return values
-
-
-def _code_pipeline(
-    model: Path, files: dict[str, Path], tmp_path: Path, **kw: Any
-) -> augreg.Pipeline:
-    return augreg.Pipeline(
-        model={"name": str(model), "max_length": 32},
-        task="sequence_classification",
-        data={
-            "train": str(files["train"]),
-            "test": str(files["test"]),
-            "eval": {"ood": str(files["ood"])},
-        },
-        train=_train(tmp_path),
-        name="tiny",
-        **kw,
-    )
+from augreg.testing import short_train as _train
 
 
 def test_code_and_config_give_the_same_pipeline(
-    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+    tiny_seq_model: Path,
+    sentiment_files: dict[str, Path],
+    tmp_path: Path,
+    tiny_pipeline: Callable[..., augreg.Pipeline],
 ) -> None:
-    code = _code_pipeline(
-        tiny_seq_model,
-        sentiment_files,
-        tmp_path,
+    code = tiny_pipeline(
         regularize=[{"name": "core.rdrop", "weight": 0.5}, "core.l2sp"],
         objectives=[augreg.create("core.label_smoothing", epsilon=0.2)],
     )
@@ -104,16 +75,22 @@ eval_strategy = "no"
 
 
 def test_objectives_default_to_cross_entropy(
-    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+    tiny_seq_model: Path,
+    sentiment_files: dict[str, Path],
+    tmp_path: Path,
+    tiny_pipeline: Callable[..., augreg.Pipeline],
 ) -> None:
-    pipe = _code_pipeline(tiny_seq_model, sentiment_files, tmp_path)
+    pipe = tiny_pipeline()
     assert [o.name for o in pipe.objectives] == ["core.cross_entropy"]
 
 
 def test_run_writes_a_complete_run_folder(
-    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+    tiny_seq_model: Path,
+    sentiment_files: dict[str, Path],
+    tmp_path: Path,
+    tiny_pipeline: Callable[..., augreg.Pipeline],
 ) -> None:
-    pipe = _code_pipeline(tiny_seq_model, sentiment_files, tmp_path, regularize=["core.rdrop"])
+    pipe = tiny_pipeline(regularize=["core.rdrop"])
     result = pipe.run()
     run = result.run_dir
     assert set(result.metrics) == {"test", "ood"}

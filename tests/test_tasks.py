@@ -18,6 +18,7 @@ from augreg.tasks import (
     load_pretrained,
     macro_f1,
     resolve_model_path,
+    roc_auc,
     spans,
     to_iob2,
     token_label_set,
@@ -299,6 +300,41 @@ def test_sequence_metrics_hand_worked() -> None:
     assert metrics["macro_f1"] == pytest.approx((2 / 3 + 4 / 5) / 2)
     assert macro_f1([0, 1, 2], [0, 1, 1]) == pytest.approx((1 + 2 / 3 + 0) / 3)
     assert seq_task().predictions_to_labels(logits) == ["neg", "pos", "pos", "pos"]
+
+
+def test_sequence_metrics_report_roc_auc_hand_worked() -> None:
+    # scores (logit 1 - logit 0): -2, 0.8, 1, 2; negatives -2, 0.8; positives 1, 2: 4/4 pairs
+    logits = np.array([[2.0, 0.0], [0.1, 0.9], [0.0, 1.0], [-1.0, 1.0]])
+    assert seq_task().compute_metrics((logits, np.array([0, 0, 1, 1])))["roc_auc"] == 1.0
+    # the arg-max says all four are class 1 but the ranking is perfect: accuracy 0.5, AUC 1
+    shifted = logits + np.array([0.0, 3.0])
+    m = seq_task().compute_metrics((shifted, np.array([0, 0, 1, 1])))
+    assert (m["accuracy"], m["roc_auc"]) == (0.5, 1.0)
+    # one tie between a positive and a negative counts one half: (3 + 0.5) / 4
+    assert roc_auc([0, 0, 1, 1], [[0, 1], [0, 3], [0, 3], [0, 5]]) == pytest.approx(3.5 / 4)
+
+
+def test_roc_auc_matches_pairwise_counting() -> None:
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 2, 300)
+    logits = np.round(rng.normal(size=(300, 2)) + gold[:, None] * [0, 0.7], 1)  # many ties
+    s = logits[:, 1] - logits[:, 0]
+    pos, neg = s[gold == 1], s[gold == 0]
+    pairs = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    assert roc_auc(gold, logits) == pytest.approx(pairs / (pos.size * neg.size))
+
+
+def test_roc_auc_multiclass_is_macro_one_vs_rest_and_needs_two_classes() -> None:
+    logits = np.array([[3.0, 0, 0], [0, 3, 0], [0, 0, 3], [0, 3, 0]])
+    assert roc_auc([0, 1, 2, 1], logits) == 1.0
+    # gold 0 1 1 2, one vs rest on the softmax probabilities (all distinct here):
+    # class 0: example 1 first -> 1; class 1: examples 2 and 3 (0.88, 0.13) against 1 and 4
+    # (0.02, 0.79) -> 3 of 4 pairs; class 2: example 4 (0.14) above 1 and 2, below 3 -> 2 of 3
+    logits = np.array([[4.0, 0, 1], [0, 3, 0.5], [0, 0.2, 2], [0, 2.5, 0.8]])
+    assert roc_auc([0, 1, 1, 2], logits) == pytest.approx((1 + 3 / 4 + 2 / 3) / 3)
+    assert roc_auc([1, 1, 1], [[0, 1], [1, 0], [0, 2]]) is None
+    m = seq_task().compute_metrics((np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([1, 1])))
+    assert "roc_auc" not in m and m["accuracy"] == 0.5
 
 
 def test_token_metrics_decode_only_first_subword_positions() -> None:

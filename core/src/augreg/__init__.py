@@ -63,11 +63,14 @@ _LAZY = {
     "StepResult": "augreg.step",
     "AugregTrainer": "augreg.trainer",
     "load_model": "augreg.model_io",
+    "evaluate_run": "augreg.evaluate",
+    "Reevaluation": "augreg.evaluate",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from augreg.config import PipelineConfig, load_config
     from augreg.context import StepContext
+    from augreg.evaluate import Reevaluation, evaluate_run
     from augreg.model_io import load_model
     from augreg.pipeline import Pipeline, RunResult
     from augreg.step import StepResult, compute_loss, training_step
@@ -120,6 +123,7 @@ __all__ = [
     "PluginError",
     "PluginHost",
     "Problem",
+    "Reevaluation",
     "Register",
     "Regularizer",
     "RunResult",
@@ -135,6 +139,7 @@ __all__ = [
     "default_host",
     "derive_rng",
     "derive_seed",
+    "evaluate_run",
     "hookimpl",
     "load_config",
     "load_model",

@@ -74,14 +74,7 @@ def run(
     except AugregError as exc:
         _fail(exc, 2)
         return
-    table = Table(title=f"augreg run: {result.run_dir}")
-    table.add_column("evaluation set")
-    keys = sorted({k for m in result.metrics.values() for k in m if k not in _SKIP_KEYS})
-    for k in keys:
-        table.add_column(k, justify="right")
-    for name, values in result.metrics.items():
-        table.add_row(name, *(f"{values[k]:.4f}" if k in values else "" for k in keys))
-    out.print(table)
+    out.print(_metrics_table(f"augreg run: {result.run_dir}", result.metrics))
     t = result.train
     out.print(
         f"{t['steps']} steps in {t['train_seconds']:.1f} s ({t['seconds_per_step']:.3f} s/step); "
@@ -90,6 +83,66 @@ def run(
 
 
 _SKIP_KEYS = {"runtime", "samples_per_second", "steps_per_second", "loss"}
+
+
+def _metrics_table(title: str, metrics: dict[str, dict[str, float]]) -> Table:
+    table = Table(title=title)
+    table.add_column("evaluation set")
+    keys = sorted({k for m in metrics.values() for k in m if k not in _SKIP_KEYS})
+    for k in keys:
+        table.add_column(k, justify="right")
+    for name, values in metrics.items():
+        table.add_row(name, *(f"{values[k]:.4f}" if k in values else "" for k in keys))
+    return table
+
+
+@app.command()
+def evaluate(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Run folders (each holds config.yaml and model/).")
+    ],
+    eval_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--eval",
+            help="An evaluation set instead of the run's own: --eval cr=data/cr.jsonl "
+            "(repeatable; 'test' is the in-domain test set).",
+        ),
+    ] = None,
+    write: Annotated[
+        bool,
+        typer.Option(
+            "--write/--no-write",
+            help="Add new metrics and sets to the run's metrics.json (never overwrites).",
+        ),
+    ] = True,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Evaluation batch size.")] = None,
+) -> None:
+    """Evaluate finished runs' saved models again: their own sets with today's metrics
+    (roc_auc for runs made before it), or new sets (--eval name=path)."""
+    from augreg.evaluate import evaluate_run
+
+    sets = _parse_assignments(eval_, "--eval") if eval_ else None
+    failed = 0
+    for run_dir in runs:
+        try:
+            result = evaluate_run(run_dir, sets, write=write, batch_size=batch_size)
+        except AugregError as exc:
+            err.print(str(exc), markup=False)
+            failed += 1
+            continue
+        out.print(_metrics_table(f"augreg evaluate: {run_dir}", result.metrics))
+        if result.added:
+            added = "; ".join(f"{k}: {', '.join(v)}" for k, v in result.added.items())
+            out.print(f"added to {run_dir / 'metrics.json'}: {added}")
+        for name, keys in result.differs.items():
+            for key, (old, new) in keys.items():
+                out.print(
+                    f"[yellow]{name} {key}: recorded {old:.6g}, now {new:.6g}; the recorded "
+                    "value is kept[/yellow]"
+                )
+    if failed:
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -435,6 +488,13 @@ def _print_adoption(outcome: Any, dry_run: bool) -> None:
     for name, seeds in outcome.per_variant().items():
         table.add_row(name, ", ".join(map(str, seeds)), ", ".join(dict.fromkeys(folders[name])))
     out.print(table)
+    if outcome.refreshed:
+        names = sorted({m.split("/", 1)[1] for ms in outcome.refreshed.values() for m in ms})
+        verb = "would add" if dry_run else "added"
+        out.print(
+            f"{verb} metrics to {len(outcome.refreshed)} record(s) whose run folder has "
+            f"gained them: {', '.join(names)}"
+        )
     skipped = sum(len(items) for items in outcome.skipped.values())
     if skipped:
         counts = [f"{r} {len(outcome.skipped[r])}" for r in SKIP_REASONS if r in outcome.skipped]

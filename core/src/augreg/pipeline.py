@@ -323,8 +323,14 @@ class Pipeline:
             expand_first=self.config.data.expand_first,
         )
 
-    def setup_components(self, bundle: DataBundle, tokenizer: Any = None) -> None:
-        """Call every component's ``setup`` once with what it may use."""
+    def setup_components(
+        self,
+        bundle: DataBundle,
+        tokenizer: Any = None,
+        components: Sequence[Component] | None = None,
+    ) -> None:
+        """Call every component's ``setup`` (or only ``components``') once with what it may
+        use."""
         import torch
 
         ctx = SetupContext(
@@ -337,7 +343,7 @@ class Pipeline:
             device="cuda" if torch.cuda.is_available() else "cpu",
             max_length=self.config.model.max_length,
         )
-        for comp in self.all_components():
+        for comp in self.all_components() if components is None else components:
             comp.setup(ctx)
 
     def augment(self, bundle: DataBundle | None = None, task: str | None = None) -> Dataset:
@@ -777,7 +783,9 @@ def _evaluate_all(trainer: Any, evals: Mapping[str, Dataset]) -> dict[str, dict[
         metrics[name] = {
             k[len(name) + 1 :]: float(v)
             for k, v in raw.items()
-            if k.startswith(name + "_") and isinstance(v, (int, float))
+            if k.startswith(name + "_")
+            and isinstance(v, (int, float))
+            and k != f"{name}_model_preparation_time"  # evaluation without training only
         }
     return metrics
 

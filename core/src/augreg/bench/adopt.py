@@ -11,7 +11,9 @@ Relative data paths of a run's config resolve, in this order, from the ``base_di
 records (as ``augreg run`` reads it), from the run folder, then from ``base`` (``--adopt-base``);
 a run whose data is found in none of them is skipped and counted, never guessed. Because the
 key holds the data's fingerprints, a run is adopted only when the files found are the ones
-the plan uses, byte for byte. Adopting never overwrites a record.
+the plan uses, byte for byte. Adopting never overwrites a record; a record whose run folder
+has gained metrics since (``augreg evaluate`` adds ``roc_auc`` to older runs) gets those metrics
+added, and nothing else changes (:attr:`AdoptOutcome.refreshed`).
 
 Example:
     >>> plan = load_spec("benchmarks/generalization/sst2_500.toml")  # doctest: +SKIP
@@ -70,6 +72,9 @@ class AdoptOutcome:
 
     adopted: list[AdoptedRun] = field(default_factory=list)
     skipped: dict[str, list[tuple[Path, str]]] = field(default_factory=dict)
+    #: Records that gained metrics their run folder has and they lacked (``augreg evaluate``
+    #: added them to the run since): record key -> the metric names added, as ``set/metric``.
+    refreshed: dict[str, list[str]] = field(default_factory=dict)
 
     def skip(self, reason: str, run_dir: Path, detail: str = "") -> None:
         self.skipped.setdefault(reason, []).append((run_dir, detail))
@@ -212,6 +217,31 @@ def _versions(run_dir: Path) -> dict[str, str] | None:
     return {name: version for name, sep, version in pairs if sep}
 
 
+def _new_metrics(record_path: Path, metrics: Mapping[str, Any]) -> list[str]:
+    """``set/metric`` names a run folder's metrics have and its bench record lacks."""
+    try:
+        recorded = json.loads(record_path.read_text(encoding="utf-8")).get("metrics") or {}
+    except (OSError, json.JSONDecodeError):
+        return []  # an unreadable record is the runner's to report, not adoption's to mend
+    return [
+        f"{name}/{key}"
+        for name, values in metrics.items()
+        if isinstance(values, Mapping)
+        for key in values
+        if key not in (recorded.get(name) or {})
+    ]
+
+
+def _add_metrics(record: dict[str, Any], metrics: Mapping[str, Any]) -> None:
+    """Add the metrics ``record`` lacks; a value it has is never replaced."""
+    held = record.setdefault("metrics", {})
+    for name, values in metrics.items():
+        if isinstance(values, Mapping):
+            target = held.setdefault(name, {})
+            for key, value in values.items():
+                target.setdefault(key, value)
+
+
 def adopt_runs(
     plan: BenchPlan,
     roots: Sequence[str | Path],
@@ -251,6 +281,7 @@ def adopt_runs(
     records = plan.folder / "runs"
     outcome = AdoptOutcome()
     found: dict[str, tuple[AdoptedRun, dict[str, Any]]] = {}
+    refresh: dict[str, Mapping[str, Any]] = {}
     folders = [folder.resolve() for root in roots for folder in find_run_folders(root)]
     for run_dir in dict.fromkeys(folders):
         loaded = _load(run_dir, base_dir, host, outcome)
@@ -268,7 +299,12 @@ def adopt_runs(
         elif cfg.train.seed not in plan.seeds:
             outcome.skip("seed not in plan", run_dir, f"seed {cfg.train.seed}")
         elif (records / f"{key}.json").exists():
-            outcome.skip("already recorded", run_dir, key)
+            new = _new_metrics(records / f"{key}.json", report["eval"])
+            if new:
+                refresh[key] = report["eval"]
+                outcome.refreshed[key] = new
+            else:
+                outcome.skip("already recorded", run_dir, key)
         elif key in found and len(found[key][0].defaulted) <= len(defaulted):
             outcome.skip("duplicate", run_dir, f"{key} is adopted from {found[key][0].run_dir}")
         else:
@@ -296,9 +332,14 @@ def adopt_runs(
                 config=absolute_config(cfg),
             )
             found[key] = (run, {**record, "adopted_from": str(run_dir)})
-    if write and found:
+    if write and (found or refresh):
         records.mkdir(parents=True, exist_ok=True)
         with _bench_lock(plan.folder):
+            for key, metrics in refresh.items():
+                path = records / f"{key}.json"
+                record = json.loads(path.read_text(encoding="utf-8"))  # as it is now
+                _add_metrics(record, metrics)
+                _write_json_atomic(path, record)
             for key, (run, record) in found.items():
                 path = records / f"{key}.json"
                 if path.exists():  # written since the check above: never overwrite

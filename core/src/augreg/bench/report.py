@@ -90,9 +90,36 @@ def summarize(plan: BenchPlan, records: Mapping[str, Mapping[str, Any]]) -> dict
             f"of {', '.join(there)}"
         )
 
-    def value(record: Mapping[str, Any], eval_set: str) -> float | None:
-        v = record["metrics"].get(eval_set, {}).get(metric)
+    def value(record: Mapping[str, Any], eval_set: str, name: str) -> float | None:
+        v = record["metrics"].get(eval_set, {}).get(name)
         return None if v is None else scale * float(v)
+
+    def set_rows(
+        runs: Mapping[int, Mapping[str, Any]], name: str, is_base: bool
+    ) -> dict[str, dict[str, Any]]:
+        """Per evaluation set: the metric's mean and interval, and the paired difference."""
+        out: dict[str, dict[str, Any]] = {}
+        for eval_set in sets:
+            values = {s: value(r, eval_set, name) for s, r in runs.items()}
+            present = {s: x for s, x in values.items() if x is not None}
+            if not present:
+                continue
+            row: dict[str, Any] = {
+                **mean_ci(list(present.values())).to_dict(),
+                "per_seed": present,
+                "diff": None,
+            }
+            base_values = {s: value(r, eval_set, name) for s, r in base_runs.items()}
+            paired = [s for s in present if base_values.get(s) is not None]
+            if not is_base and paired:
+                test = paired_test(
+                    [present[s] for s in paired],
+                    [float(base_values[s]) for s in paired],  # type: ignore[arg-type]
+                    paired,
+                )
+                row["diff"] = test.to_dict()
+            out[eval_set] = row
+        return out
 
     base_runs = runs_of(plan.base.hash)
     base_cost = _cost(base_runs)
@@ -107,34 +134,10 @@ def summarize(plan: BenchPlan, records: Mapping[str, Mapping[str, Any]]) -> dict
             "components": v.components,
             "same_as": first_of.get(v.hash),
             "seeds": sorted(runs),
-            "sets": {},
+            "sets": set_rows(runs, metric, v is plan.base),
+            "also": {m: set_rows(runs, m, v is plan.base) for m in plan.also_metrics},
         }
         first_of.setdefault(v.hash, v.name)
-        for eval_set in sets:
-            values = {s: value(r, eval_set) for s, r in runs.items()}
-            present = {s: x for s, x in values.items() if x is not None}
-            if not present:
-                continue
-            row: dict[str, Any] = {
-                **mean_ci(list(present.values())).to_dict(),
-                "per_seed": present,
-                "diff": None,
-            }
-            if v is not plan.base:
-                paired = [
-                    s
-                    for s in present
-                    if s in base_runs and value(base_runs[s], eval_set) is not None
-                ]
-                if paired:
-                    base_values = [value(base_runs[s], eval_set) for s in paired]
-                    test = paired_test(
-                        [present[s] for s in paired],
-                        [b for b in base_values if b is not None],
-                        paired,
-                    )
-                    row["diff"] = test.to_dict()
-            entry["sets"][eval_set] = row
         cost = _cost(runs)
         for key in ("wall_seconds", "seconds_per_step", "peak_memory_mb"):
             cost[f"{key}_ratio"] = _ratio(cost[key], base_cost[key])
@@ -146,6 +149,7 @@ def summarize(plan: BenchPlan, records: Mapping[str, Mapping[str, Any]]) -> dict
         "description": plan.description,
         "source": plan.source,
         "metric": metric,
+        "also_metrics": list(plan.also_metrics),
         "percent": plan.percent,
         "seeds": plan.seeds,
         "base": plan.base.name,
@@ -157,9 +161,20 @@ def summarize(plan: BenchPlan, records: Mapping[str, Mapping[str, Any]]) -> dict
     }
 
 
+def _reported(summary: Mapping[str, Any], also: str) -> bool:
+    return any(v.get("also", {}).get(also) for v in summary["variants"])
+
+
 def _notes(summary: Mapping[str, Any]) -> list[str]:
-    """Notes under the tables: runs adopted from earlier run folders, ratios under unlike loads."""
+    """Notes under the tables: runs adopted from earlier run folders, ratios under unlike loads,
+    ``also_metrics`` no run reports."""
     notes = []
+    for name in summary.get("also_metrics", []):
+        if not _reported(summary, name):
+            notes.append(
+                f"No run reports {name} (also_metrics): check the name against the metrics "
+                "in a run's metrics.json; runs made before augreg computed it lack it."
+            )
     adopted = summary.get("adopted") or 0
     if adopted:
         notes.append(
@@ -240,16 +255,20 @@ def _p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _glance(summary: Mapping[str, Any]) -> tuple[str, list[str], list[list[str]]]:
-    """One row per variant: its paired difference to the base on every set, and its cost."""
+def _glance(
+    summary: Mapping[str, Any], also: str | None = None
+) -> tuple[str, list[str], list[list[str]]]:
+    """One row per variant: its paired difference to the base on every set, and its cost;
+    for the primary metric, or for ``also``, one of the spec's ``also_metrics``."""
     base, n_seeds = summary["base"], len(summary["seeds"])
     head = ["variant", "runs", *(f"{s}: Δ vs {base} (p)" for s in summary["sets"]), "time x"]
     rows = []
     for v in summary["variants"]:
-        runs = min((v["sets"][s]["n"] for s in summary["sets"] if s in v["sets"]), default=0)
+        by_set = v["sets"] if also is None else v.get("also", {}).get(also, {})
+        runs = min((by_set[s]["n"] for s in summary["sets"] if s in by_set), default=0)
         cells = []
         for eval_set in summary["sets"]:
-            row = v["sets"].get(eval_set)
+            row = by_set.get(eval_set)
             d = (row or {}).get("diff") or {}
             if row is None:
                 cells.append("")
@@ -260,6 +279,8 @@ def _glance(summary: Mapping[str, Any]) -> tuple[str, list[str], list[list[str]]
                 p = p if not p or p.startswith("<") else f"={p}"
                 cells.append(f"{d['mean']:+.2f}" + (f" (p{p})" if p else ""))
         rows.append([v["name"], f"{runs}/{n_seeds}", *cells, _time_ratio(v["cost"])])
+    if also is not None:
+        return (f"at a glance, {also}: paired difference to {base}", head, rows)
     return (f"at a glance: paired difference to {base}", head, rows)
 
 
@@ -267,6 +288,9 @@ def tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[s
     """(title, header, rows) of each table, shared by the Markdown and HTML summaries."""
     metric, base, n_seeds = summary["metric"], summary["base"], len(summary["seeds"])
     tables = [_glance(summary)]
+    tables += [
+        _glance(summary, m) for m in summary.get("also_metrics", []) if _reported(summary, m)
+    ]
     for eval_set in summary["sets"]:
         head = [
             "variant",
@@ -339,6 +363,11 @@ def _legend(summary: Mapping[str, Any]) -> str:
         "same training subset, head initialisation, data order and augmentation), its 95% "
         "t-interval and the two-sided paired t-test p-value. time x and memory x: median wall "
         f"time per run and peak memory relative to {summary['base']}."
+        + (
+            f" Also at a glance: {', '.join(summary['also_metrics'])}{unit}."
+            if summary.get("also_metrics")
+            else ""
+        )
     )
 
 

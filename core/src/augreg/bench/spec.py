@@ -7,6 +7,7 @@ A spec file (TOML or YAML)::
     base_name = "plain"
     seeds = 5                                  # seeds 1..5, or a list: [1, 2, 7]
     metric = "accuracy"                        # default: the task's (accuracy, or f1 for NER)
+    also_metrics = ["roc_auc"]                 # more at-a-glance tables (default: none)
     output_dir = "../../runs/bench/sst2_500"   # the bench folder (relative to this file)
 
     [eval]                                     # replaces the base's test and extra sets
@@ -130,6 +131,10 @@ class BenchSpec(_Strict):
         None, description="Evaluation sets: 'test' (in domain) and named extra sets."
     )
     metric: str | None = Field(None, description="Primary metric (default: the task's).")
+    also_metrics: list[str] = Field(
+        default_factory=list,
+        description="More metrics to summarize at a glance (e.g. roc_auc beside accuracy).",
+    )
     percent: bool = Field(True, description="Show metrics x 100.")
     variants: list[VariantSpec] = Field(default_factory=list, description="The variants.")
     ablate: bool = Field(False, description="Add one variant per base component, removed.")
@@ -141,6 +146,13 @@ class BenchSpec(_Strict):
         description="Bench folder, relative to the spec (default: runs/bench/<name> in the "
         "current folder).",
     )
+
+    @field_validator("also_metrics")
+    @classmethod
+    def _also(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v) or any(not m.strip() for m in v):
+            raise ValueError('also_metrics: name each metric once (e.g. ["roc_auc"])')
+        return v
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -192,6 +204,7 @@ class BenchPlan:
     description: str
     variants: list[Variant]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    also_metrics: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -602,6 +615,7 @@ def load_spec(
         folder=bench_folder,
         seeds=list(spec.seeds),
         metric=metric,
+        also_metrics=[m for m in spec.also_metrics if m != metric],
         percent=spec.percent,
         description=spec.description,
         variants=variants,

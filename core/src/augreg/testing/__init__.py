@@ -30,6 +30,7 @@ from augreg.testing.helpers import (
     make_batch,
     no_network,
     sequence_examples,
+    short_train,
     token_examples,
 )
 from augreg.testing.kit import (
@@ -65,6 +66,7 @@ __all__ = [
     "no_network",
     "save_tiny_model",
     "sequence_examples",
+    "short_train",
     "tiny_model",
     "tiny_tokenizer",
     "token_examples",

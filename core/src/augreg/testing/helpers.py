@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = [
     "make_batch",
     "no_network",
     "sequence_examples",
+    "short_train",
     "token_examples",
 ]
 
@@ -60,6 +62,27 @@ _TOKENS: tuple[Example, ...] = (
      "tags": ["B-LOC", "B-LOC", "B-LOC", "O", "O", "B-LOC", "I-LOC", "O"],
      "augreg_id": "tok:3"},
 )  # fmt: skip
+
+
+def short_train(folder: str | os.PathLike[str], **settings: Any) -> dict[str, Any]:
+    """``train`` settings of a short run on a tiny model, for behaviour tests: 2 epochs, batch
+    8, learning rate 1e-3, seed 3, no progress bars, no evaluation during training, run folders
+    under ``folder/runs``; ``settings`` override any of them.
+
+    Example:
+        >>> short_train("/tmp/t", epochs=1)["epochs"], short_train("/tmp/t")["output_dir"]
+        (1, '/tmp/t/runs')
+    """
+    return {
+        "epochs": 2,
+        "batch_size": 8,
+        "learning_rate": 1e-3,
+        "seed": 3,
+        "output_dir": os.path.join(folder, "runs"),
+        "progress": False,
+        "eval_strategy": "no",
+        **settings,
+    }
 
 
 def sequence_examples() -> list[Example]:
