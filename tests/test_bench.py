@@ -281,10 +281,18 @@ def test_committed_counterfactual_spec_shares_the_plain_runs_of_sst2_500() -> No
             "plain",
             "negation",
             "negation_of_negatives",
+            "small_data",
             "negation_small_data",
             "negation_first_small_data",
         ],
         seeds=10,
+    )
+    if "small_data" in by_name:  # sst2_500's variant: its runs are adopted as they are
+        sst2_500 = load_spec(ROOT / "benchmarks" / "generalization" / "sst2_500.toml")
+        assert by_name["small_data"].hash == sst2_500.variant("small_data").hash
+    assert all(
+        load_spec(ROOT / "benchmarks" / "generalization" / f).also_metrics == ["roc_auc"]
+        for f in ("sst2_500.toml", "sst2_500_counterfactual.toml", "sst2_500_layerwise.toml")
     )
     if "negation_small_data" in by_name:
         cfg = by_name["negation_small_data"].config
