@@ -35,7 +35,7 @@ from typing import Any
 
 from augreg.errors import AugregError
 
-__all__ = ["Reevaluation", "evaluate_run"]
+__all__ = ["Reevaluation", "add_metrics", "evaluate_run"]
 
 #: Figures that describe the evaluation pass rather than the model: never compared.
 TIMING_KEYS = frozenset(
@@ -122,7 +122,7 @@ def evaluate_run(
 def _measure(pipe: Any, run_dir: Path) -> dict[str, dict[str, float]]:
     from augreg import Objective, create
     from augreg.model_io import load_model
-    from augreg.pipeline import _evaluate_all, injector_model_inputs
+    from augreg.pipeline import _evaluate_all, by_length, injector_model_inputs
     from augreg.tasks import get_task
     from augreg.trainer import AugregTrainer, training_arguments
 
@@ -156,8 +156,7 @@ def _measure(pipe: Any, run_dir: Path) -> dict[str, dict[str, float]]:
         encoded = stage.inject(ds).map(
             tokenize, batched=True, remove_columns=ds.column_names, desc="tokenize"
         )
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
-        evals[name] = encoded.select(order)  # batches pad to their own longest example
+        evals[name] = by_length(encoded)
     with tempfile.TemporaryDirectory(prefix="augreg-evaluate-") as tmp:
         args = training_arguments(cfg.train, tmp, has_validation=False, metric=task.default_metric)
         trainer = AugregTrainer(
@@ -184,13 +183,11 @@ def _merge(run_dir: Path, result: Reevaluation) -> None:
         ) from exc
     evals = recorded.setdefault("eval", {})
     for name, values in result.metrics.items():
-        old = evals.setdefault(name, {})
+        old = evals.get(name) or {}
         for key, value in values.items():
-            if key not in old:
-                old[key] = value
-                result.added.setdefault(name, []).append(key)
-            elif key not in TIMING_KEYS and not _same(old[key], value):
+            if key in old and key not in TIMING_KEYS and not _same(old[key], value):
                 result.differs.setdefault(name, {})[key] = (float(old[key]), value)
+    result.added = add_metrics(evals, result.metrics)
     if not result.added:
         return
     finished = path.stat() if path.is_file() else None
@@ -203,6 +200,30 @@ def _merge(run_dir: Path, result: Reevaluation) -> None:
     mdir.mkdir(exist_ok=True)
     for name in result.added:
         (mdir / f"{name}.json").write_text(json.dumps(evals[name], indent=2) + "\n")
+
+
+def add_metrics(held: dict[str, Any], metrics: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Add to ``held`` (metrics by evaluation set) the metrics it lacks; a value it has is
+    never replaced. Returns the names added, by set. Shared by :func:`evaluate_run` and
+    ``augreg bench --adopt`` (which adds a run folder's new metrics to its record).
+
+    Example:
+        >>> held = {"test": {"accuracy": 0.8}}
+        >>> add_metrics(held, {"test": {"accuracy": 0.7, "roc_auc": 0.9}})
+        {'test': ['roc_auc']}
+        >>> held
+        {'test': {'accuracy': 0.8, 'roc_auc': 0.9}}
+    """
+    added: dict[str, list[str]] = {}
+    for name, values in metrics.items():
+        if not isinstance(values, Mapping):
+            continue
+        target = held.setdefault(name, {})
+        for key, value in values.items():
+            if key not in target:
+                target[key] = value
+                added.setdefault(name, []).append(key)
+    return added
 
 
 def _same(a: Any, b: float) -> bool:

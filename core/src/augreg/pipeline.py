@@ -418,12 +418,7 @@ class Pipeline:
             return ds.map(tokenize, batched=True, remove_columns=ds.column_names, desc="tokenize")
 
         def encode_eval(ds: Dataset) -> Dataset:
-            # Evaluation order does not change any metric; sorted by length, batches pad to
-            # their own longest example instead of the split's (about 2x faster on SST-2).
-            encoded = encode(ds)
-            lengths = [len(x) for x in encoded["input_ids"]]
-            order = sorted(range(len(lengths)), key=lengths.__getitem__)
-            return encoded.select(order)
+            return by_length(encode(ds))
 
         train_source = stage.inject(bundle.train)
         train_dataset: Any
@@ -609,7 +604,7 @@ class Pipeline:
         stages = {t.type: self.data_stage(t.type) for t in cfg.tasks}
         max_length = cfg.model.max_length
 
-        def encode(ds: Dataset, name: str, by_length: bool) -> Dataset:
+        def encode(ds: Dataset, name: str, sort: bool) -> Dataset:
             task = tasks[name]
 
             def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -620,10 +615,7 @@ class Pipeline:
             encoded = ds.map(
                 tokenize, batched=True, remove_columns=ds.column_names, desc=f"tokenize {name}"
             )
-            if not by_length:
-                return encoded
-            lengths = [len(x) for x in encoded["input_ids"]]
-            return encoded.select(sorted(range(len(lengths)), key=lengths.__getitem__))
+            return by_length(encoded) if sort else encoded
 
         train_parts: list[Dataset] = []
         evals: dict[str, Dataset] = {}
@@ -773,6 +765,13 @@ def _train(
         "seconds_per_step": round(seconds / max(steps, 1), 4),
     }
     return output, timing
+
+
+def by_length(encoded: Dataset) -> Dataset:
+    """A tokenized evaluation set sorted by length. Evaluation order changes no metric; sorted,
+    batches pad to their own longest example instead of the set's (about 2x faster on SST-2)."""
+    lengths = [len(x) for x in encoded["input_ids"]]
+    return encoded.select(sorted(range(len(lengths)), key=lengths.__getitem__))
 
 
 def _evaluate_all(trainer: Any, evals: Mapping[str, Dataset]) -> dict[str, dict[str, float]]:

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,6 +37,7 @@ from augreg.bench.runner import _bench_lock, _write_json_atomic, make_record
 from augreg.bench.spec import BenchPlan, config_hash, hashed_config
 from augreg.config import PipelineConfig, is_train_rest, read_config_file, validate
 from augreg.errors import AugregError, ConfigError
+from augreg.evaluate import add_metrics
 from augreg.host import PluginHost, default_host
 from augreg.pipeline import DATA_SOURCES, absolute_config
 
@@ -223,23 +225,8 @@ def _new_metrics(record_path: Path, metrics: Mapping[str, Any]) -> list[str]:
         recorded = json.loads(record_path.read_text(encoding="utf-8")).get("metrics") or {}
     except (OSError, json.JSONDecodeError):
         return []  # an unreadable record is the runner's to report, not adoption's to mend
-    return [
-        f"{name}/{key}"
-        for name, values in metrics.items()
-        if isinstance(values, Mapping)
-        for key in values
-        if key not in (recorded.get(name) or {})
-    ]
-
-
-def _add_metrics(record: dict[str, Any], metrics: Mapping[str, Any]) -> None:
-    """Add the metrics ``record`` lacks; a value it has is never replaced."""
-    held = record.setdefault("metrics", {})
-    for name, values in metrics.items():
-        if isinstance(values, Mapping):
-            target = held.setdefault(name, {})
-            for key, value in values.items():
-                target.setdefault(key, value)
+    added = add_metrics(copy.deepcopy(recorded), metrics)
+    return [f"{name}/{key}" for name, keys in added.items() for key in keys]
 
 
 def adopt_runs(
@@ -338,7 +325,7 @@ def adopt_runs(
             for key, metrics in refresh.items():
                 path = records / f"{key}.json"
                 record = json.loads(path.read_text(encoding="utf-8"))  # as it is now
-                _add_metrics(record, metrics)
+                add_metrics(record.setdefault("metrics", {}), metrics)
                 _write_json_atomic(path, record)
             for key, (run, record) in found.items():
                 path = records / f"{key}.json"
