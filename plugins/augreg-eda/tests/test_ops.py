@@ -454,6 +454,36 @@ def test_noise_is_seeded_and_leaves_global_random_state_alone(cls: type[augreg.A
             assert [t for t, g in zip(out["tokens"], out["tags"], strict=True) if g != "O"] == ents
 
 
+def test_spelling_draws_the_same_in_every_process_and_only_word_like_misspellings() -> None:
+    """nlpaug's table is in hash-seed order and holds wiki markup ("[[realy"); ours is neither."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, random\n"
+        "from augreg_eda.noise import Spelling\n"
+        "c = Spelling(Spelling.Options())\n"
+        f"print(json.dumps([c.augment({{'text': {TEXT!r}, 'label': 1}}, random.Random(s)) "
+        "for s in range(40)]))\n"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": hs},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for hs in ("0", "1")
+    }
+    assert len(outs) == 1
+    table = built(Spelling).aug.model.dict
+    assert "really" in table and "[[realy" not in table["really"] and "realy" in table["really"]
+    assert all(v == sorted(v) and k not in v for k, v in table.items())
+    assert not any(c in w for vs in table.values() for w in vs for c in "[]()\\?")
+
+
 # -- pickling after set-up (worker processes) ------------------------------------------------
 
 

@@ -21,7 +21,9 @@ nlpaug augmenter (imports nlpaug, which imports torch: about 2 s once per proces
 
 from __future__ import annotations
 
+import copy
 import random
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +34,7 @@ from pydantic import Field
 import augreg
 from augreg_eda._seq import Seq, split_core
 
-__all__ = ["CharRandom", "Keyboard", "Ocr", "Spelling", "seeded_globals"]
+__all__ = ["CharRandom", "Keyboard", "Ocr", "Spelling", "clean_misspellings", "seeded_globals"]
 
 _GLOBAL_RANDOM = threading.RLock()
 
@@ -270,6 +272,11 @@ class Spelling(_NlpaugNoise):
     A fraction ``word_p`` of the words that have a known misspelling is replaced. Punctuation,
     spacing and tags are kept. Returns ``[]`` when no word has a known misspelling.
 
+    The dictionary is cleaned on our side (:func:`clean_misspellings`): nlpaug keeps each
+    word's misspellings in ``list(set(...))`` order, which changes with Python's hash seed, so
+    the same rng gave different text in different processes; and the file has wiki-markup
+    entries (``[[realy`` for "really", ``Bye)][[``) that would put brackets into the text.
+
     Cost: no model; about 0.1 ms per sentence; ``setup()`` imports nlpaug and reads its
     dictionary (about 2 s).
     """
@@ -280,8 +287,37 @@ class Spelling(_NlpaugNoise):
     def build(self) -> Any:
         import nlpaug.augmenter.word as naw
 
-        return naw.SpellingAug(
+        aug = naw.SpellingAug(
             aug_p=self.options.word_p,  # type: ignore[attr-defined]
             tokenizer=_split,
             reverse_tokenizer=_as_list,
         )
+        # nlpaug caches one model per process and shares it; clean a copy, not the cache.
+        model = copy.copy(aug.model)
+        model.dict = clean_misspellings(aug.model.dict)
+        aug.model = model
+        return aug
+
+
+_WORD = re.compile(r"[^\W\d_]+(?:['-][^\W\d_]+)*")
+
+
+def clean_misspellings(table: dict[str, list[str]]) -> dict[str, list[str]]:
+    """A misspelling table in a fixed order, with only word-like entries.
+
+    Keys and candidates must be letters, optionally joined by an apostrophe or a hyphen
+    (``dont``, ``wednes-day``); a candidate equal to its key is dropped, candidates are sorted
+    (so a seeded draw is the same in every process), and keys left without candidates go.
+
+    Example:
+        >>> clean_misspellings({"really": ["realy", "[[realy", "really", "reali"], "Bye)": ["By"]})
+        {'really': ['reali', 'realy']}
+    """
+    out: dict[str, list[str]] = {}
+    for key, values in table.items():
+        if not _WORD.fullmatch(key):
+            continue
+        kept = sorted({v for v in values if v != key and _WORD.fullmatch(v)})
+        if kept:
+            out[key] = kept
+    return out
