@@ -147,6 +147,28 @@ def test_load_pretrained_explains_a_missing_model(
     assert str(empty) in text and "holds no model" in text and "HF_HUB_OFFLINE=0" in text
 
 
+def test_a_run_folder_given_as_a_model_names_the_folder_to_give(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    run = tmp_path / "run"
+    save_tiny_model(run / "model", "sequence_classification", num_labels=2)
+    (run / "metrics.json").write_text("{}")
+    with pytest.raises(AugregError) as info:
+        load_pretrained(AutoTokenizer, str(run))
+    assert "augreg run folder" in str(info.value) and str(run / "model") in str(info.value)
+
+    adapters = tmp_path / "lora-run" / "model"
+    adapters.mkdir(parents=True)
+    (adapters / "augreg_model.json").write_text('{"format": "augreg-trained/1"}')
+    (adapters / "trained.safetensors").write_bytes(b"")
+    for given in (adapters.parent, adapters):
+        with pytest.raises(AugregError) as info:
+            load_pretrained(AutoTokenizer, str(given))
+        text = str(info.value)
+        assert "augreg_model.json" in text and "augreg.load_model" in text
+        assert "save_pretrained" in text and "augreg_adapters.merge" in text
+
+
 def test_load_model_and_tokenizer_from_a_local_folder(tmp_path: Path) -> None:
     folder = save_tiny_model(tmp_path / "tiny", "token_classification", num_labels=2)
     task = tok_task()

@@ -105,6 +105,31 @@ def _is_loading_error(exc: BaseException) -> bool:
     return type(exc).__name__ == "HFValidationError" or mod.startswith(("httpx", "requests"))
 
 
+def _refuse_run_folder(name: str, folder: Path, what: str) -> None:
+    """Name the fix when a model reference is an augreg run folder or its trained-model folder.
+
+    A run folder is not itself a ``from_pretrained`` folder: its model is in ``model/``, and a
+    run with adapters saves only what they train (``augreg_model.json`` + tensors).
+    """
+    from augreg.model_io import MANIFEST
+
+    model_dir = folder / "model" if (folder / "model").is_dir() else folder
+    if (model_dir / "config.json").is_file():
+        raise AugregError(
+            f"augreg: could not load {name!r} with {what}: this is an augreg run folder; "
+            f"its trained model is in {model_dir}. Give that folder instead."
+        )
+    if (model_dir / MANIFEST).is_file():
+        raise AugregError(
+            f"augreg: could not load {name!r} with {what}: {model_dir} holds an augreg "
+            f"trained model that saved only what its adapters train ({MANIFEST} plus "
+            "tensors), not a whole model. Rebuild it and save a whole one, then give that "
+            "folder: model = augreg.load_model(run folder); merge LoRA/IA3 with "
+            "augreg_adapters.merge(model); then model.save_pretrained(folder) and the base "
+            "model's tokenizer .save_pretrained(folder)."
+        )
+
+
 def load_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
     """Call ``loader.from_pretrained(resolve_model_path(name), **kwargs)`` with a clear error.
 
@@ -125,6 +150,7 @@ def load_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
     folder = Path(path)
     markers = ("config.json", "tokenizer_config.json", "tokenizer.json")
     if folder.is_dir() and not any((folder / m).is_file() for m in markers):
+        _refuse_run_folder(name, folder, what)
         # transformers reports an empty folder with an unrelated ValueError for tokenizers.
         raise AugregError(
             f"augreg: could not load {name!r} with {what}: the folder {folder} holds no model "
