@@ -296,3 +296,19 @@ def test_invalid_pipeline_fails_before_any_model_loads(tmp_path: Path) -> None:
     assert "Did you mean 'core.rdrop'?" in text
     assert "weight must be >= 0" in text
     assert "epochs must be > 0" in text
+
+
+def test_runs_of_one_name_and_seed_in_one_second_never_share_a_folder(
+    tiny_pipeline: Any, tmp_path: Path
+) -> None:
+    from augreg.pipeline import claim_folder
+
+    first = tiny_pipeline().run().run_dir
+    metrics = (first / "metrics.json").read_bytes()
+    # the folder the next run would compute in the same second is taken: it gets its own
+    taken = claim_folder(first)
+    assert taken == first.with_name(first.name + "-2") and taken.is_dir()
+    second = tiny_pipeline(train={"epochs": 1}).run().run_dir
+    assert second != first and (first / "metrics.json").read_bytes() == metrics
+    named = tiny_pipeline(train={"run_name": "mine"}).run().run_dir
+    assert named.name == "mine"  # a chosen name is used as given

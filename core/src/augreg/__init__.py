@@ -65,6 +65,8 @@ _LAZY = {
     "load_model": "augreg.model_io",
     "evaluate_run": "augreg.evaluate",
     "Reevaluation": "augreg.evaluate",
+    "soup_runs": "augreg.soup",
+    "Soup": "augreg.soup",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,6 +75,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from augreg.evaluate import Reevaluation, evaluate_run
     from augreg.model_io import load_model
     from augreg.pipeline import Pipeline, RunResult
+    from augreg.soup import Soup, soup_runs
     from augreg.step import StepResult, compute_loss, training_step
     from augreg.trainer import AugregTrainer
 
@@ -128,6 +131,7 @@ __all__ = [
     "Regularizer",
     "RunResult",
     "SetupContext",
+    "Soup",
     "StepContext",
     "StepResult",
     "TrainingDivergedError",
@@ -144,5 +148,6 @@ __all__ = [
     "load_config",
     "load_model",
     "recipes",
+    "soup_runs",
     "training_step",
 ]

@@ -146,6 +146,51 @@ def evaluate(
 
 
 @app.command()
+def soup(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Two or more run folders of one seed, with whole saved models."),
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="The soup's run folder (new or empty).")
+    ],
+    weight: Annotated[
+        list[float] | None,
+        typer.Option("--weight", help="One weight per run, in order (repeat); default equal."),
+    ] = None,
+    any_seed: Annotated[
+        bool,
+        typer.Option("--any-seed", help="Average runs of different seeds (unrelated heads)."),
+    ] = False,
+    evaluate: Annotated[
+        bool,
+        typer.Option("--evaluate/--no-evaluate", help="Measure the soup on the runs' sets."),
+    ] = True,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Evaluation batch size.")] = None,
+) -> None:
+    """Average finished runs' weights into a new run folder (a model soup, Wortsman et al.
+    2022) and evaluate it on their sets; no training, one model's inference cost."""
+    from augreg.soup import soup_runs
+
+    try:
+        result = soup_runs(
+            runs,
+            out_dir,
+            weights=weight,
+            any_seed=any_seed,
+            evaluate=evaluate,
+            batch_size=batch_size,
+        )
+    except AugregError as exc:
+        _fail(exc, 2)
+        return
+    parts = ", ".join(f"{m} ({w:.2f})" for m, w in zip(result.members, result.weights, strict=True))
+    out.print(f"augreg soup: {result.run_dir} from {parts}")
+    if result.metrics:
+        out.print(_metrics_table(f"augreg soup: {result.run_dir}", result.metrics))
+
+
+@app.command()
 def validate(
     config: Annotated[Path, typer.Argument(help="Pipeline config (TOML or YAML).")],
 ) -> None:

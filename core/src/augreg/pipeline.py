@@ -555,7 +555,11 @@ class Pipeline:
         run_dir = self.run_dir(output_dir)
         main = _is_main_process()
         if main:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            stamped = not self.config.train.run_name and int(os.environ.get("WORLD_SIZE", "1")) <= 1
+            if stamped:  # two runs of one name and seed in one second: never the same folder
+                run_dir = claim_folder(run_dir)
+            else:  # a name the user chose (or shared by distributed ranks): that folder
+                run_dir.mkdir(parents=True, exist_ok=True)
             # Data paths absolute: the run folder names the files it used and re-runs from
             # anywhere on this machine (`augreg run <run folder>/config.yaml`).
             _write_yaml(run_dir / "config.yaml", absolute_config(self.config))
@@ -835,6 +839,27 @@ def _peak_memory_mb() -> float:
         return round(kb / 1024 if sys.platform != "darwin" else kb / 2**20, 1)
     except ImportError:  # pragma: no cover - Windows
         return float("nan")
+
+
+def claim_folder(folder: Path) -> Path:
+    """Create ``folder``, or ``folder-2``, ``folder-3``, ... if it exists: the first name that
+    is free. ``mkdir`` without ``exist_ok`` is atomic, so concurrent runs never share one.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> [claim_folder(root / "run").name for _ in range(3)]
+        ['run', 'run-2', 'run-3']
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 10_000):
+        candidate = folder if i == 1 else folder.with_name(f"{folder.name}-{i}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise AugregError(f"augreg: no free run folder name next to {folder}; clean up old runs")
 
 
 def _cleanup_checkpoints(folder: Path) -> None:

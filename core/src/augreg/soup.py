@@ -1,0 +1,272 @@
+"""Weight averaging of finished runs: a model soup, evaluated like a run.
+
+Models fine-tuned from the same pretrained weights and the same head initialisation, with
+different recipes (one with adversarial word substitution, one with counterfactual negations,
+...), usually sit in one basin of the loss, so the average of their weights is a model that
+works, at the inference cost of one model and with no training: a *model soup* (Wortsman et
+al. 2022, "Model soups: averaging weights of multiple fine-tuned models improves accuracy
+without increasing inference time"). Averaging diverse fine-tunes is also a remedy for
+distribution shift (Ramé et al. 2022, "Diverse Weight Averaging for Out-of-Distribution
+Generalization").
+
+:func:`soup_runs` averages the whole saved models of two or more run folders (optionally
+weighted) and writes a run folder of its own: ``model/`` (a whole ``transformers`` model and the
+tokenizer), ``config.yaml`` (the first member's, with its augmenters, objectives and
+regularizers removed: they shaped the members, not the soup) and ``soup.json`` (the members,
+their weights, seeds and components). :func:`augreg.evaluate_run` then measures it on the
+members' evaluation sets and writes ``metrics.json``, so ``augreg evaluate`` and
+``augreg bench --adopt`` read a soup like any run.
+
+In augreg the seed fixes the new task head's initialisation, so members must share the seed
+(the same head start); members trained from different seeds average unrelated heads and are
+refused unless ``any_seed``. Runs with adapters save only what the adapters train and are
+refused (merge LoRA first, ``augreg_adapters.merge``, and train from the merged model).
+
+Cost: loading each member once and one evaluation pass over each set; memory for two copies
+of the weights in float32.
+
+Example:
+    >>> runs = ["runs/wordsub-s1", "runs/negation-s1"]
+    >>> soup = augreg.soup_runs(runs, "runs/soup-s1")  # doctest: +SKIP
+    >>> soup.metrics["cr"]["accuracy"]  # doctest: +SKIP
+    0.8311
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from augreg.errors import AugregError
+
+__all__ = ["Soup", "soup_runs"]
+
+SOUP_FILE = "soup.json"
+#: Config entries every member must share: they define what the averaged weights mean.
+SHARED = (("model", "name"), ("task",), ("inject",), ("adapters",))
+#: Config entries a soup does not keep: they shaped the members' training.
+TRAINING_ONLY = ("augment", "objectives", "regularize")
+
+
+@dataclass
+class Soup:
+    """What :func:`soup_runs` wrote.
+
+    Attributes:
+        run_dir: The soup's run folder.
+        members: The member run folders, in order.
+        weights: Their weights (summing to 1).
+        metrics: Metrics per evaluation set (empty when not evaluated).
+    """
+
+    run_dir: Path
+    members: list[Path]
+    weights: list[float]
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def soup_runs(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    weights: Sequence[float] | None = None,
+    any_seed: bool = False,
+    evaluate: bool = True,
+    batch_size: int | None = None,
+) -> Soup:
+    """Average the weights of finished runs into a new run folder (see the module docstring).
+
+    Args:
+        runs: Two or more run folders made by ``augreg run``, with whole saved models.
+        out: The soup's run folder; it must not exist yet, or be empty.
+        weights: One positive weight per run (normalised to sum to 1); default: equal.
+        any_seed: Accept members trained with different seeds (different head starts).
+        evaluate: Measure the soup on the first member's evaluation sets
+            (:func:`augreg.evaluate_run`) and write its ``metrics.json``.
+        batch_size: Evaluation batch size (default: the first member's).
+
+    Raises:
+        AugregError: fewer than two runs, a folder that is not a run or has no whole saved
+            model, members that differ in model, task, injectors, adapters or seed, models
+            whose weights do not line up, bad weights, or an output folder that holds files.
+    """
+    import yaml
+
+    members = [Path(r) for r in runs]
+    if len(members) < 2:
+        raise AugregError(
+            f"augreg: soup: give at least two run folders to average, got {len(members)}"
+        )
+    if len({m.resolve() for m in members}) != len(members):
+        raise AugregError("augreg: soup: a run folder is given twice; give each member once")
+    norm = _weights(weights, len(members))
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise AugregError(
+            f"augreg: soup: {out} exists and is not an empty folder; give a new folder "
+            "(nothing there is overwritten)"
+        )
+    configs = [_member_config(m, yaml) for m in members]
+    _check_compatible(members, configs, any_seed)
+
+    state, model = _average(members, norm)
+    out.mkdir(parents=True, exist_ok=True)
+    model.load_state_dict(state)
+    model.save_pretrained(out / "model")
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(members[0] / "model").save_pretrained(out / "model")
+    config = dict(configs[0])
+    for key in TRAINING_ONLY:
+        config[key] = []
+    config["name"] = f"{config.get('name', 'run')}-soup"
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    record = {
+        "members": [
+            {
+                "run": str(m.resolve()),
+                "weight": w,
+                "seed": (c.get("train") or {}).get("seed"),
+                "components": {k: c.get(k) or [] for k in TRAINING_ONLY},
+            }
+            for m, w, c in zip(members, norm, configs, strict=True)
+        ],
+        "paper": "Wortsman et al. 2022 (model soups); Ramé et al. 2022 (DiWA)",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    (out / SOUP_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    soup = Soup(out, members, norm)
+    if evaluate:
+        from augreg.evaluate import evaluate_run
+
+        soup.metrics = evaluate_run(out, batch_size=batch_size).metrics
+    return soup
+
+
+def _weights(weights: Sequence[float] | None, n: int) -> list[float]:
+    if weights is None:
+        return [1.0 / n] * n
+    values = [float(w) for w in weights]
+    if len(values) != n:
+        raise AugregError(
+            f"augreg: soup: {len(values)} weight(s) for {n} runs; give one weight per run, "
+            "in the same order"
+        )
+    if not all(math.isfinite(w) and w > 0 for w in values):
+        raise AugregError(f"augreg: soup: weights must be positive numbers, got {values}")
+    total = sum(values)
+    return [w / total for w in values]
+
+
+def _member_config(run: Path, yaml: Any) -> dict[str, Any]:
+    config = run / "config.yaml"
+    if not config.is_file():
+        raise AugregError(
+            f"augreg: soup: {run} is not a run folder (no config.yaml); give the folders "
+            "augreg run wrote"
+        )
+    try:
+        loaded = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise AugregError(f"augreg: soup: {config} is not valid YAML ({exc})") from exc
+    if not isinstance(loaded, dict):
+        raise AugregError(f"augreg: soup: {config} does not hold a pipeline config")
+    model_dir = run / "model"
+    if not (model_dir / "config.json").is_file():
+        why = (
+            "its adapters saved only what they train (augreg_model.json); averaging those "
+            "pieces is not averaging the models. Merge LoRA/IA3 (augreg_adapters.merge) and "
+            "save a whole model, or soup runs without adapters"
+            if (model_dir / "augreg_model.json").is_file()
+            else "it saved no model (train.save_model = false?); run it again with the model saved"
+        )
+        raise AugregError(f"augreg: soup: {run} has no whole saved model in model/: {why}")
+    return loaded
+
+
+def _get(config: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = config
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _check_compatible(members: list[Path], configs: list[dict[str, Any]], any_seed: bool) -> None:
+    problems = []
+    first = configs[0]
+    if _get(first, ("tasks",)):
+        problems.append(f"{members[0]} is a multi-task run; soups are made of single-task runs")
+    for path in SHARED:
+        want = _get(first, path)
+        for run, config in zip(members[1:], configs[1:], strict=True):
+            got = _get(config, path)
+            if got != want:
+                problems.append(
+                    f"{'.'.join(path)} differs: {members[0]} has {want!r}, {run} {got!r}"
+                )
+    if not any_seed:
+        seeds = [_get(c, ("train", "seed")) for c in configs]
+        if len(set(map(str, seeds))) > 1:
+            problems.append(
+                f"the members have seeds {seeds}: the seed fixes the new head's start, so "
+                "their heads are unrelated; soup runs of one seed (pass any_seed / --any-seed "
+                "to average them anyway)"
+            )
+    if problems:
+        raise AugregError(
+            "augreg: soup: the runs cannot be averaged:\n  - " + "\n  - ".join(problems)
+        )
+
+
+def _average(members: list[Path], weights: list[float]) -> tuple[dict[str, Any], Any]:
+    """The weighted average of the members' state dicts, and the first member's model.
+
+    Floating tensors are averaged in float32 and cast back; other tensors (integer buffers
+    such as position ids) must be equal across members.
+    """
+    import torch
+
+    from augreg.model_io import load_model
+
+    total: dict[str, torch.Tensor] = {}
+    first: Any = None
+    for i, (run, w) in enumerate(zip(members, weights, strict=True)):
+        model = load_model(run)
+        state = model.state_dict()
+        if first is None:
+            first, reference = model, state
+            keys = set(state)
+        elif set(state) != keys:
+            missing = sorted(keys ^ set(state))[:5]
+            raise AugregError(
+                f"augreg: soup: {run}'s model does not line up with {members[0]}'s "
+                f"(parameters only one of them has: {missing}); soup models of one architecture"
+            )
+        for name, tensor in state.items():
+            if tensor.shape != reference[name].shape:
+                raise AugregError(
+                    f"augreg: soup: {name} has shape {tuple(tensor.shape)} in {run} and "
+                    f"{tuple(reference[name].shape)} in {members[0]}; soup models of one "
+                    "architecture and label set"
+                )
+            if tensor.is_floating_point():
+                part = tensor.detach().float() * w
+                total[name] = part if i == 0 else total[name] + part
+            elif i == 0:
+                total[name] = tensor.detach().clone()
+            elif not torch.equal(tensor, total[name]):
+                raise AugregError(
+                    f"augreg: soup: the non-float tensor {name} differs between {members[0]} "
+                    f"and {run}; they are not the same architecture"
+                )
+        del model
+    averaged = {
+        k: v.to(reference[k].dtype) if reference[k].is_floating_point() else v
+        for k, v in total.items()
+    }
+    return averaged, first
