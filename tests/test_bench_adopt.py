@@ -164,6 +164,9 @@ def test_adoption_skips_what_does_not_match_and_never_overwrites(
     _run_folder(runs / "other_lr" / "s1", _raw(tiny_seq_model, rel, seed=1, learning_rate=1e-3))
     _run_folder(runs / "copy" / "s1", _raw(tiny_seq_model, rel, seed=1))
     _run_folder(runs / "killed" / "s1", _raw(tiny_seq_model, rel, seed=1), finished=False)
+    # a soup's config is its first member's without training components: not a run of it
+    soup = _run_folder(runs / "soup" / "s1", _raw(tiny_seq_model, rel, seed=1))
+    (soup / "soup.json").write_text('{"members": []}')
     (_run_folder(runs / "broken" / "s1", _raw(tiny_seq_model, rel)) / "metrics.json").write_text(
         "{"
     )
@@ -186,6 +189,7 @@ def test_adoption_skips_what_does_not_match_and_never_overwrites(
         "data not found": ["moved"],
         "unreadable": ["broken"],
         "unfinished": ["killed"],
+        "model soup": ["soup"],
     }
     (detail,) = [d for _, d in outcome.skipped["no match"]]
     assert "train.learning_rate: 0.001 here, 5e-05 there" in detail

@@ -40,6 +40,7 @@ from augreg.errors import AugregError, ConfigError
 from augreg.evaluate import add_metrics
 from augreg.host import PluginHost, default_host
 from augreg.pipeline import DATA_SOURCES, absolute_config
+from augreg.soup import SOUP_FILE
 
 __all__ = ["SKIP_REASONS", "AdoptOutcome", "AdoptedRun", "adopt_runs", "find_run_folders"]
 
@@ -53,6 +54,7 @@ SKIP_REASONS = (
     "invalid config",
     "unreadable",
     "unfinished",
+    "model soup",
 )
 
 
@@ -183,6 +185,11 @@ def _load(
     run_dir: Path, base: Path | None, host: PluginHost, outcome: AdoptOutcome
 ) -> tuple[PipelineConfig, dict[str, Any], tuple[str, ...]] | None:
     """Validated config, ``metrics.json`` and defaulted settings of a run; None if skipped."""
+    if (run_dir / SOUP_FILE).is_file():
+        # Its config.yaml is the first member's without training components: hashed, it
+        # would pass for a run of the base. A soup is a weight average, not a run of a config.
+        outcome.skip("model soup", run_dir, f"{SOUP_FILE}: a weight average of runs")
+        return None
     if not (run_dir / "metrics.json").is_file():
         outcome.skip("unfinished", run_dir, "no metrics.json")
         return None
