@@ -170,6 +170,8 @@ def _difference(cfg: PipelineConfig, plan: BenchPlan) -> str:
     mine = _flat(hashed_config(cfg))
     best: tuple[int, str, list[str]] | None = None
     for v in plan.variants:
+        if v.is_soup:  # its config is its first member's
+            continue
         theirs = _flat(hashed_config(v.config))
         keys = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
         if best is None or len(keys) < best[0]:

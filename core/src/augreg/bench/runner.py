@@ -7,6 +7,12 @@ seeds adds only the new runs). Beside each record: the run folder ``<hash>-s<see
 metrics, lock; no weights), the run's log ``<hash>-s<seed>.log`` and, after a failure,
 ``<hash>-s<seed>.error.txt``.
 
+A soup variant's run (:mod:`augreg.soup`) averages the models its members saved for that seed
+(members of a soup run with ``train.save_model``) and evaluates the average; it starts once
+its members' runs are finished. A member recorded without its model (run before the soup was
+added to the spec, or adopted from a folder without one) is trained again with its model, in
+``<hash>-s<seed>.model/``; its record is kept as it is.
+
 Each run goes in a fresh process (``spawn``): its peak memory is its own, and a crash or a leak
 stays there. ``jobs`` runs go at once; on CPU the cores are split between them (torch threads);
 with GPUs, each run gets one GPU (``CUDA_VISIBLE_DEVICES``) and at most one run per GPU goes.
@@ -48,6 +54,9 @@ class RunJob:
         folder: The bench's ``runs`` folder.
         threads: torch threads of the run process (None: torch's default).
         device: The GPU given to the run process (None: CPU, or every visible GPU).
+        soup: For a soup's run, its members' config hashes (empty for a trained run).
+        soup_weights: The members' weights, summing to 1.
+        soup_configs: The members' configs, to train a member again whose model is missing.
     """
 
     config_hash: str
@@ -57,6 +66,14 @@ class RunJob:
     folder: str
     threads: int | None = None
     device: str | None = None
+    soup: tuple[str, ...] = ()
+    soup_weights: tuple[float, ...] = ()
+    soup_configs: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def needs(self) -> list[str]:
+        """Keys of the runs this run needs finished first (a soup's members)."""
+        return [f"{h}-s{self.seed}" for h in self.soup]
 
     @property
     def key(self) -> str:
@@ -118,19 +135,50 @@ def load_records(folder: str | Path) -> tuple[dict[str, dict[str, Any]], list[st
 
 def plan_jobs(plan: BenchPlan, only: Sequence[str] | None = None) -> list[RunJob]:
     """Every run of the plan (finished or not), seed-major; ``only`` limits the variants."""
-    configs = {v.hash: v.config for v in plan.variants}
+    by_hash = {v.hash: v for v in plan.variants}
+    members = plan.soup_members
     folder = str(plan.folder / "runs")
-    return [
-        RunJob(h, seed, tuple(names), _job_config(configs[h].to_dict()), folder)
-        for h, seed, names in plan.runs(only)
-    ]
+    jobs = []
+    for h, seed, names in plan.runs(only):
+        v = by_hash[h]
+        if v.is_soup:
+            configs = tuple(
+                _job_config(by_hash[m].config.to_dict(), save_model=True) for m in v.soup_hashes
+            )
+            jobs.append(
+                RunJob(
+                    h,
+                    seed,
+                    tuple(names),
+                    _soup_config(v),
+                    folder,
+                    soup=v.soup_hashes,
+                    soup_weights=v.soup_weights,
+                    soup_configs=configs,
+                )
+            )
+        else:
+            config = _job_config(v.config.to_dict(), save_model=h in members)
+            jobs.append(RunJob(h, seed, tuple(names), config, folder))
+    return jobs
 
 
-def _job_config(raw: dict[str, Any]) -> dict[str, Any]:
-    # Bookkeeping only: none of these is in the config hash.
+def _job_config(raw: dict[str, Any], *, save_model: bool = False) -> dict[str, Any]:
+    # Bookkeeping only: none of these is in the config hash. A soup's members keep their
+    # models (about 90 MB each for MiniLM); other runs keep none.
     train = raw.setdefault("train", {})
-    train.update(progress=False, save_model=False)
+    train.update(progress=False, save_model=save_model)
     return raw
+
+
+def _soup_config(v: Any) -> dict[str, Any]:
+    """What a soup's record shows as its config: its members and their weights."""
+    return {
+        "soup": [
+            {"variant": name, "config_hash": h, "weight": w}
+            for name, h, w in zip(v.soup, v.soup_hashes, v.soup_weights, strict=True)
+        ]
+    }
 
 
 #: What a record takes from a run's training report (``metrics.json`` ``train``).
@@ -256,17 +304,9 @@ def execute(job: RunJob) -> dict[str, Any]:
     if job.run_dir.exists():
         shutil.rmtree(job.run_dir)
     job.error_path.unlink(missing_ok=True)
-    raw = json.loads(json.dumps(job.config))
-    set_dotted(raw, "train.seed", job.seed)
-    set_dotted(raw, "train.run_name", job.key)
-    set_dotted(raw, "train.output_dir", job.folder)
-    cfg = validate(raw, source=f"bench run {job.key}")
-    if config_hash(cfg) != job.config_hash:
-        raise RuntimeError(
-            f"augreg: bench run {job.key}: the config hashes to {config_hash(cfg)}, not "
-            f"{job.config_hash}; a data file or an installed plugin's option defaults changed "
-            "since the plan was made. Run the bench again."
-        )
+    if job.soup:
+        return _execute_soup(job)
+    cfg = _job_validated(job.config, job.config_hash, job.seed, job.key, job.folder)
     started = datetime.now(timezone.utc)
     with LoadSampler() as load:
         result = Pipeline.from_validated(cfg).run(job.folder)
@@ -286,6 +326,115 @@ def execute(job: RunJob) -> dict[str, Any]:
         device=job.device,
         load_average=load.value,
     )
+    _write_json_atomic(job.record_path, record)
+    return record
+
+
+def _job_validated(
+    config: Mapping[str, Any], expected: str, seed: int, run_name: str, folder: str
+) -> PipelineConfig:
+    """A job's config with its seed and run folder set, validated, its hash checked."""
+    raw = json.loads(json.dumps(config))
+    set_dotted(raw, "train.seed", seed)
+    set_dotted(raw, "train.run_name", run_name)
+    set_dotted(raw, "train.output_dir", folder)
+    cfg = validate(raw, source=f"bench run {run_name}")
+    if config_hash(cfg) != expected:
+        raise RuntimeError(
+            f"augreg: bench run {run_name}: the config hashes to {config_hash(cfg)}, not "
+            f"{expected}; a data file or an installed plugin's option defaults changed "
+            "since the plan was made. Run the bench again."
+        )
+    return cfg
+
+
+def _member_model(job: RunJob, member_hash: str, config: Mapping[str, Any]) -> tuple[Path, float]:
+    """The run folder holding the saved model of a soup member for the job's seed, and the
+    seconds spent training it again here (0 when its bench run kept its model)."""
+    from augreg.pipeline import Pipeline
+
+    key = f"{member_hash}-s{job.seed}"
+    record_path = Path(job.folder) / f"{key}.json"
+    if not record_path.is_file():
+        raise AugregError(
+            f"augreg: soup {job.key}: its member run {key} has no record (it failed or has not "
+            f"run; see {Path(job.folder) / (key + '.error.txt')}); run the bench again"
+        )
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    again = Path(job.folder) / f"{key}.model"
+    places = [Path(str(record["run_dir"]))] if record.get("run_dir") else []
+    for folder in [*places, Path(job.folder) / key, again]:
+        if (folder / "model" / "config.json").is_file():
+            return folder, 0.0
+    if again.exists():
+        shutil.rmtree(again)
+    cfg = _job_validated(config, member_hash, job.seed, again.name, job.folder)
+    t0 = time.perf_counter()
+    result = Pipeline.from_validated(cfg).run(job.folder)
+    return Path(result.run_dir), time.perf_counter() - t0
+
+
+def _execute_soup(job: RunJob) -> dict[str, Any]:
+    """A soup's run: average its members' models of the seed, evaluate, write the record.
+
+    Cost fields add up the members' (training every member is what the soup costs); peak
+    memory is the largest member's.
+    """
+    from augreg.pipeline import installed_distributions
+    from augreg.soup import soup_runs
+
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    folders: list[Path] = []
+    again = 0.0
+    for member_hash, config in zip(job.soup, job.soup_configs, strict=True):
+        folder, seconds = _member_model(job, member_hash, config)
+        folders.append(folder)
+        again += seconds
+    with LoadSampler() as load:
+        soup = soup_runs(folders, job.run_dir, weights=job.soup_weights)
+    members = [
+        json.loads((Path(job.folder) / f"{key}.json").read_text(encoding="utf-8"))
+        for key in job.needs
+    ]
+
+    def total(name: str) -> float | None:
+        values = [m.get(name) for m in members]
+        return None if any(v is None for v in values) else sum(values)
+
+    train_seconds, steps = total("train_seconds"), total("steps")
+    wall = total("wall_seconds")
+    memory = [m.get("peak_memory_mb") for m in members if m.get("peak_memory_mb") is not None]
+    record = {
+        "key": job.key,
+        "config_hash": job.config_hash,
+        "seed": job.seed,
+        "variants": list(job.variants),
+        "components": [f"soup({' + '.join(m.get('key', '?') for m in members)})"],
+        "metrics": soup.metrics,
+        "wall_seconds": None if wall is None else wall + time.perf_counter() - t0 - again,
+        "train_seconds": train_seconds,
+        "seconds_per_step": None if not train_seconds or not steps else train_seconds / steps,
+        "steps": steps,
+        "peak_memory_mb": max(memory) if memory else None,
+        "train_examples": total("train_examples"),
+        "extra_passes": None,
+        "trainable_parameters": members[0].get("trainable_parameters"),
+        "threads": job.threads,
+        "device": job.device,
+        "load_average": load.value,
+        "cpu_count": None if load.value is None else os.cpu_count(),
+        "run_dir": str(job.run_dir),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": installed_distributions(),
+        "config": job.config,
+        "soup": {
+            "members": [m.get("key") for m in members],
+            "weights": list(job.soup_weights),
+            "models": [str(f) for f in folders],
+        },
+    }
     _write_json_atomic(job.record_path, record)
     return record
 
@@ -457,9 +606,15 @@ def _run_processes(
     try:
         while queue or running:
             while queue and free:
+                waiting = {j.key for j in queue} | {j.key for _, j, _, _ in running.values()}
+                ready = next(
+                    (i for i, j in enumerate(queue) if not waiting.intersection(j.needs)), None
+                )
+                if ready is None:
+                    break  # every queued run is a soup waiting for its members
                 slot = free.pop(0)
                 device, threads = slots[slot]
-                job = RunJob(**{**asdict(queue.pop(0)), "device": device, "threads": threads})
+                job = RunJob(**{**asdict(queue.pop(ready)), "device": device, "threads": threads})
                 proc = ctx.Process(target=_child, args=(job,), name=f"augreg-bench-{job.key}")
                 proc.start()
                 running[proc.sentinel] = (proc, job, slot, time.perf_counter())

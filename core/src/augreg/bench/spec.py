@@ -27,11 +27,23 @@ A spec file (TOML or YAML)::
     name = "recipe"
     recipe = "core_regularizers"
 
+    [[variants]]
+    name = "soup"
+    soup = ["rdrop", "recipe"]                 # average the weights of these variants' models
+    soup_weights = [0.5, 0.5]                  # optional; default: equal
+
 A variant starts from the base and, in this order, removes components by name (``remove``),
 appends a recipe's components (``recipe``), appends components (``add``, each to the section of
 its kind) and merges options (``replace``: a component's options, or ``train``, ``data``,
 ``model``, ``task`` settings). ``ablate = true`` (or ``augreg bench --ablate``) adds one
 variant per component of the base with that component removed (``without_<component>``).
+
+A *soup* variant (``soup = [...]``) trains nothing of its own: for each seed it averages the
+weights of the models its member variants (two or more trained variants of this bench, the
+base included) trained with that seed, and evaluates the average (:func:`augreg.soup_runs`;
+Wortsman et al. 2022, Ramé et al. 2022). Members of a soup save their models in the bench
+folder; a soup's runs are keyed by its members' hashes and weights, and cost the sum of its
+members' training.
 
 Every problem of the spec, the base and every variant is reported at once, in the format of
 :class:`augreg.ConfigError`. A variant whose components come from a plugin that is not installed
@@ -50,6 +62,7 @@ import copy
 import difflib
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +85,7 @@ __all__ = [
     "file_fingerprint",
     "hashed_config",
     "load_spec",
+    "soup_hash",
 ]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
@@ -111,6 +125,14 @@ class VariantSpec(_Strict):
     replace: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Options to merge: per component name, or train/data/model/task settings.",
+    )
+    soup: list[str] = Field(
+        default_factory=list,
+        description="Names of two or more trained variants whose models (of one seed) are "
+        "averaged: a model soup. Nothing else may be set on a soup variant.",
+    )
+    soup_weights: list[float] | None = Field(
+        None, description="One positive weight per soup member, in order (default: equal)."
     )
 
 
@@ -185,9 +207,19 @@ class Variant:
     description: str
     config: PipelineConfig
     hash: str
+    soup: tuple[str, ...] = ()
+    soup_hashes: tuple[str, ...] = ()
+    soup_weights: tuple[float, ...] = ()
+
+    @property
+    def is_soup(self) -> bool:
+        """A weight average of other variants' models (``config`` is its first member's)."""
+        return bool(self.soup)
 
     @property
     def components(self) -> list[str]:
+        if self.soup:
+            return [f"soup({' + '.join(self.soup)})"]
         return [s.name for section in SECTIONS for s in getattr(self.config, section)]
 
 
@@ -228,9 +260,16 @@ class BenchPlan:
         Seed-major: a bench stopped early has every variant on its first seeds, so its pairs
         are complete. ``only`` limits the variants (the base is always included).
         """
+        wanted = None if only is None else set(only)
+        if wanted is not None:
+            for v in self.variants:
+                if v.name in wanted:
+                    wanted.update(v.soup)  # a soup needs its members' runs
         chosen = [
-            v for v in self.variants if only is None or v.name in only or v is self.variants[0]
+            v for v in self.variants if wanted is None or v.name in wanted or v is self.variants[0]
         ]
+        # Soups after every trained run of their seed: they average those runs' models.
+        chosen.sort(key=lambda v: v.is_soup)
         out: list[tuple[str, int, list[str]]] = []
         for seed in self.seeds:
             by_hash: dict[str, list[str]] = {}
@@ -238,6 +277,20 @@ class BenchPlan:
                 by_hash.setdefault(v.hash, []).append(v.name)
             out.extend((h, seed, names) for h, names in by_hash.items())
         return out
+
+    @property
+    def soup_members(self) -> set[str]:
+        """Config hashes of the variants some soup averages: their runs save their models."""
+        return {h for v in self.variants for h in v.soup_hashes}
+
+
+def soup_hash(member_hashes: Sequence[str], weights: Sequence[float]) -> str:
+    """The key of a soup's runs: its members' config hashes and normalised weights, in order."""
+    blob = json.dumps(
+        {"soup": [[h, round(w, 6)] for h, w in zip(member_hashes, weights, strict=True)]},
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 def config_hash(cfg: PipelineConfig) -> str:
@@ -465,6 +518,98 @@ def _ablations(
     return out
 
 
+def _soup_variant(
+    v: VariantSpec,
+    i: int,
+    variants: Sequence[Variant],
+    skipped: set[str],
+    problems: list[Problem],
+) -> Variant | str | None:
+    """A soup variant from its spec; a reason to skip it (a member was skipped), or None
+    after adding its problems."""
+    where = f"variants[{i}]"
+    found: list[Problem] = []
+    if not v.soup:
+        found.append(Problem(where, "soup_weights without soup: name the variants to average"))
+    others = [k for k in ("remove", "recipe", "add", "replace") if getattr(v, k)]
+    if others:
+        found.append(
+            Problem(
+                where,
+                f"a soup variant averages trained variants and trains nothing itself; remove "
+                f"{', '.join(others)} (make a variant with them and name it in soup)",
+            )
+        )
+    if v.soup and len(v.soup) < 2:
+        found.append(Problem(f"{where} soup", "name two or more variants to average"))
+    if len(set(v.soup)) != len(v.soup):
+        found.append(Problem(f"{where} soup", "names a variant twice; name each member once"))
+    if v.soup_weights is not None and len(v.soup_weights) != len(v.soup):
+        found.append(
+            Problem(
+                f"{where} soup_weights",
+                f"{len(v.soup_weights)} weight(s) for {len(v.soup)} members; give one per "
+                "member, in the same order",
+            )
+        )
+    if v.soup_weights is not None and not all(math.isfinite(w) and w > 0 for w in v.soup_weights):
+        found.append(
+            Problem(f"{where} soup_weights", f"must be positive numbers, got {v.soup_weights}")
+        )
+    by_name = {m.name: m for m in variants}
+    members: list[Variant] = []
+    missing = [name for name in v.soup if name in skipped]
+    for name in v.soup:
+        member = by_name.get(name)
+        if name in skipped:
+            continue
+        if member is None:
+            close = difflib.get_close_matches(name, list(by_name), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            found.append(
+                Problem(
+                    f"{where} soup",
+                    f"{name!r} is not a trained variant of this bench.{hint} Variants: "
+                    f"{', '.join(n for n, m in by_name.items() if not m.is_soup)}",
+                )
+            )
+        elif member.is_soup:
+            found.append(Problem(f"{where} soup", f"{name!r} is a soup; name trained variants"))
+        elif member.config.adapters:
+            found.append(
+                Problem(
+                    f"{where} soup",
+                    f"{name!r} trains adapters, whose runs save only what the adapters train; "
+                    "soup variants without adapters",
+                )
+            )
+        else:
+            members.append(member)
+    if found:
+        problems.extend(found)
+        return None
+    if missing:
+        return f"its members {', '.join(missing)} are skipped"
+    weights = v.soup_weights or [1.0] * len(members)
+    total = sum(weights)
+    norm = tuple(w / total for w in weights)
+    hashes = tuple(m.hash for m in members)
+    description = v.description or (
+        "the average of the weights of "
+        + " and ".join(f"{m.name} ({w:.2f})" for m, w in zip(members, norm, strict=True))
+        + ", per seed (model soup)"
+    )
+    return Variant(
+        v.name,
+        description,
+        members[0].config,
+        soup_hash(hashes, norm),
+        soup=tuple(m.name for m in members),
+        soup_hashes=hashes,
+        soup_weights=norm,
+    )
+
+
 def load_spec(
     path_or_spec: str | Path | Mapping[str, Any],
     *,
@@ -581,6 +726,8 @@ def load_spec(
             )
             continue
         seen[v.name] = f"variants[{i}]"
+        if v.soup or v.soup_weights is not None:
+            continue  # resolved below, once every trained variant is known
         wanted = [item if isinstance(item, str) else item.get("name", "") for item in v.add]
         if v.recipe is not None:
             from augreg import recipes
@@ -600,6 +747,14 @@ def load_spec(
             problems.extend(_prefix(exc.problems, f"variant {v.name!r}"))
             continue
         variants.append(Variant(v.name, v.description, cfg, config_hash(cfg)))
+    skipped_names = {name for name, _ in skipped}
+    for i, v in enumerate(specs):
+        if (v.soup or v.soup_weights is not None) and seen.get(v.name) == f"variants[{i}]":
+            soup = _soup_variant(v, i, variants, skipped_names, problems)
+            if isinstance(soup, Variant):
+                variants.append(soup)
+            elif soup is not None:
+                skipped.append((v.name, soup))
     if problems:
         raise ConfigError(source, problems)
     out = Path(spec.output_dir).expanduser() if spec.output_dir else None
