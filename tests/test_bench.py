@@ -307,6 +307,30 @@ def test_committed_counterfactual_spec_shares_the_plain_runs_of_sst2_500() -> No
         assert cfg.data.expand_first == ["counterfactual.negation"]
 
 
+def test_committed_soup_spec_shares_its_members_with_sst2_500() -> None:
+    by_name = _plan_sharing_sst2_500(
+        "sst2_500_soup.toml",
+        [
+            "plain",
+            "small_data",
+            "negation",
+            "soup",
+            "soup_2to1",
+            "soup_plain_small_data",
+            "soup_all",
+        ],
+        seeds=10,
+    )
+    folder = ROOT / "benchmarks" / "generalization"
+    sst2_500 = load_spec(folder / "sst2_500.toml")
+    for name in ("small_data", "negation"):
+        if name in by_name:  # the same runs as sst2_500's (and the counterfactual bench's)
+            assert by_name[name].hash == sst2_500.variant(name).hash
+    if "soup" in by_name:
+        assert by_name["soup"].soup == ("small_data", "negation")
+        assert by_name["soup_2to1"].soup_weights == pytest.approx((2 / 3, 1 / 3))
+
+
 # -- recipes ----------------------------------------------------------------------------------
 
 
@@ -926,7 +950,7 @@ def test_docs_bench_examples_run_and_specs_parse() -> None:
     except ImportError:  # Python 3.10
         import tomli as tomllib
 
-    from augreg.bench import BenchSpec
+    from augreg.bench import BenchSpec, VariantSpec
 
     (code,) = _blocks(ROOT / "docs" / "bench.md", "python")
     scope: dict[str, Any] = {}
@@ -938,9 +962,13 @@ def test_docs_bench_examples_run_and_specs_parse() -> None:
         for block in _blocks(path, "toml")
         if "[[variants]]" in block
     ]
-    assert len(specs) == 2
+    assert len(specs) == 3
     for block in specs:
-        spec = BenchSpec.model_validate(tomllib.loads(block))
+        raw = tomllib.loads(block)
+        if "base" not in raw:  # variants only (the soup example)
+            assert all(VariantSpec.model_validate(v) for v in raw["variants"])
+            continue
+        spec = BenchSpec.model_validate(raw)
         assert spec.variants and spec.eval
 
 

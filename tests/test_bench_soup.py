@@ -196,3 +196,11 @@ def test_cli_bench_with_a_soup_in_two_processes(
             shutil.rmtree(Path(record["run_dir"]) / "model")
     again = runner.invoke(app, ["bench", str(spec)])
     assert again.exit_code == 0 and "0 run(s) to do, 3 done" in again.output
+
+
+def test_soup_components_show_unequal_weights(
+    tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    raw = _spec(tmp_path, tiny_seq_model, sentiment_files)
+    raw["variants"][1]["soup_weights"] = [3, 1]
+    assert load_spec(raw).variant("soup").components == ["soup(0.75 plain + 0.25 smooth)"]

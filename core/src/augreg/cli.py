@@ -209,7 +209,8 @@ def validate(
     ]
     tasks = f"; tasks: {', '.join(t.name for t in cfg.tasks)}" if cfg.tasks else ""
     out.print(
-        f"augreg: {config} is valid ({len(comps)} components: {', '.join(comps) or 'none'}{tasks})"
+        f"augreg: {config} is valid ({len(comps)} component{'' if len(comps) == 1 else 's'}: "
+        f"{', '.join(comps) or 'none'}{tasks})"
     )
 
 

@@ -157,7 +157,8 @@ def test_token_classification_keeps_mentions(
     out = aug.augment_batch(copy.deepcopy(TOKEN_EXAMPLES), _rngs(len(TOKEN_EXAMPLES)))
     c = aug.counts()
     assert c["entity_kept"] == c["kept"] == sum(len(o) for o in out) > 0
-    assert c["entity_missing"] > 0  # the toy model garbles some names
+    # Whether the trained toy model garbles a name depends on library versions; dropping
+    # candidates that lost a mention is checked below with random weights, which keep none.
     for ex, outs in zip(TOKEN_EXAMPLES, out, strict=True):
         source = [(ex["tokens"][s:e], k) for s, e, k in _spans(ex["tags"])]
         for new in outs:

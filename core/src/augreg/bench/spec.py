@@ -219,7 +219,12 @@ class Variant:
     @property
     def components(self) -> list[str]:
         if self.soup:
-            return [f"soup({' + '.join(self.soup)})"]
+            equal = len(set(self.soup_weights)) <= 1
+            parts = [
+                name if equal else f"{w:.2f} {name}"
+                for name, w in zip(self.soup, self.soup_weights, strict=True)
+            ]
+            return [f"soup({' + '.join(parts)})"]
         return [s.name for section in SECTIONS for s in getattr(self.config, section)]
 
 
