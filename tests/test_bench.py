@@ -318,12 +318,15 @@ def test_committed_soup_spec_shares_its_members_with_sst2_500() -> None:
             "soup_2to1",
             "soup_plain_small_data",
             "soup_all",
+            "fgm",
+            "soup_fgm_negation",
+            "soup_small_data_fgm_negation",
         ],
         seeds=10,
     )
     folder = ROOT / "benchmarks" / "generalization"
     sst2_500 = load_spec(folder / "sst2_500.toml")
-    for name in ("small_data", "negation"):
+    for name in ("small_data", "negation", "fgm"):
         if name in by_name:  # the same runs as sst2_500's (and the counterfactual bench's)
             assert by_name[name].hash == sst2_500.variant(name).hash
     if "soup" in by_name:
