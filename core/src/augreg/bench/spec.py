@@ -760,6 +760,8 @@ def load_spec(
                 variants.append(soup)
             elif soup is not None:
                 skipped.append((v.name, soup))
+    position = {v.name: i for i, v in enumerate(specs)}  # soups back in the spec's order
+    variants[1:] = sorted(variants[1:], key=lambda v: position[v.name])
     if problems:
         raise ConfigError(source, problems)
     out = Path(spec.output_dir).expanduser() if spec.output_dir else None
