@@ -94,10 +94,15 @@ def test_refusals_name_the_fix_and_write_nothing(
         assert not target.exists()
     busy = tmp_path / "busy"
     busy.mkdir()
-    (busy / "notes.txt").write_text("keep me")
-    with pytest.raises(AugregError, match="not an empty folder"):
+    (busy / "config.yaml").write_text("keep me")
+    with pytest.raises(AugregError, match=r"holds config\.yaml already"):
         augreg.soup_runs([a, b], busy)
-    assert (busy / "notes.txt").read_text() == "keep me"
+    assert (busy / "config.yaml").read_text() == "keep me"
+    notes = tmp_path / "notes"  # other files are kept beside the soup
+    notes.mkdir()
+    (notes / "notes.txt").write_text("keep me")
+    augreg.soup_runs([a, b], notes, evaluate=False)
+    assert (notes / "notes.txt").read_text() == "keep me" and (notes / "model").is_dir()
     # any_seed averages them anyway, without evaluating
     soup = augreg.soup_runs([a, other_seed], tmp_path / "any", any_seed=True, evaluate=False)
     assert soup.metrics == {} and not (soup.run_dir / "metrics.json").exists()

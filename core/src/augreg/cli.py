@@ -208,6 +208,11 @@ def validate(
         for s in getattr(cfg, section)
     ]
     tasks = f"; tasks: {', '.join(t.name for t in cfg.tasks)}" if cfg.tasks else ""
+    if cfg.soup:
+        tasks += "; a soup of " + ", ".join(
+            f"{m.name} (weight {m.weight:g}: {', '.join(c['name'] for c in m.components)})"
+            for m in cfg.soup
+        )
     out.print(
         f"augreg: {config} is valid ({len(comps)} component{'' if len(comps) == 1 else 's'}: "
         f"{', '.join(comps) or 'none'}{tasks})"

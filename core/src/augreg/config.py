@@ -273,6 +273,24 @@ class ComponentSpec(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class SoupMemberConfig(_Strict):
+    """One model of a soup (resolved from a soup recipe): what it adds to the config it is
+    trained on, and its weight in the average. See :mod:`augreg.soup`."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Member name (its folder).")
+    weight: float = Field(gt=0, description="Weight in the average (normalised).")
+    components: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Components the member trains with besides the config's: "
+        "{name = ..., options}, each appended to the section of its kind.",
+    )
+    settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="data/train options the member's recipe sets (those the config leaves unset).",
+    )
+    recipe: str | None = Field(None, description="The soup recipe it comes from (a label).")
+
+
 class TrainConfig(_Strict):
     """Training settings (passed on to ``transformers.TrainingArguments``)."""
 
@@ -339,6 +357,12 @@ class PipelineConfig(_Strict):
     multitask: MultiTaskConfig | None = Field(
         None, description="Task sampling of a multi-task pipeline (with tasks only)."
     )
+    soup: list[SoupMemberConfig] = Field(
+        default_factory=list,
+        description='A model soup (from a soup recipe, recipe = "small_data_soup"): each '
+        "member is trained on this config with its own components and the same seed, and the "
+        "run's model is the weighted average of theirs.",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a plain dict in file layout (options flat beside names)."""
@@ -348,6 +372,8 @@ class PipelineConfig(_Strict):
             del out["task"], out["data"]
         else:
             del out["tasks"]
+        if not out["soup"]:
+            del out["soup"]  # absent, not empty: configs without a soup keep their bench keys
         for section in SECTIONS:
             out[section] = [{"name": s["name"], **s["options"]} for s in out[section]]
         combiner = out["train"]["combiner"]
@@ -618,6 +644,8 @@ def validate(
             problems.extend(_check_multitask_components(cfg, host))
         else:
             problems.extend(_check_unlabelled(cfg, host))
+        if cfg.soup:
+            problems.extend(_check_soup(cfg, host))
         if not cfg.tasks:
             problems.extend(_check_expand_first(cfg, host))
         for i, spec in enumerate(cfg.augment):
@@ -1002,24 +1030,147 @@ def expand_recipes(
         if name not in recipes.names():
             problems.append(Problem("recipe", recipes.unknown_message(name)))
             continue
+        if recipes.get(name).is_soup:
+            problems.extend(_expand_soup(data, recipes.get(name), host, stated))
+            continue
         for spec in recipes.get(name).specs():
             info = host.find(spec["name"])
             if info is None:
-                msg, hint = host.unknown_hint(None, spec["name"])
-                problems.append(
-                    Problem(
-                        f"recipe {name!r}",
-                        f"needs a component that is not installed: {msg}",
-                        component=spec["name"],
-                        hint=tuple(hint),
-                    )
-                )
+                problems.append(_not_installed(f"recipe {name!r}", spec["name"], host))
                 continue
             section = _SECTION[info.kind]
             items = data.get(section) or []
             items = [items] if isinstance(items, (str, Mapping)) else list(items)
             data[section] = [*items, spec]
         problems.extend(_fill_recipe_settings(data, recipes.get(name), filled, stated))
+    return problems
+
+
+def _not_installed(where: str, name: str, host: PluginHost) -> Problem:
+    """A recipe's component that no installed plugin provides: closest name, what to install."""
+    msg, hint = host.unknown_hint(None, name)
+    return Problem(
+        where, f"needs a component that is not installed: {msg}", component=name, hint=tuple(hint)
+    )
+
+
+def _expand_soup(
+    data: dict[str, Any],
+    recipe: Recipe,
+    host: PluginHost,
+    stated: Mapping[str, Sequence[str]] | None,
+) -> list[Problem]:
+    """Set ``data["soup"]`` to a soup recipe's members, resolved against the config: each
+    member's components (its recipe's, then its own) and the recipe settings the config
+    leaves unset. The members' configs are validated with the pipeline's."""
+    from augreg import recipes
+
+    where = f"recipe {recipe.name!r}"
+    if data.get("soup"):
+        return [Problem(where, "the config has a soup already; use one soup recipe")]
+    if data.get("tasks"):
+        return [Problem(where, "is a soup recipe; soups are made of single-task runs")]
+    problems: list[Problem] = []
+    members: list[dict[str, Any]] = []
+    for member in recipe.soup:
+        components: list[dict[str, Any]] = []
+        settings: dict[str, dict[str, Any]] = {}
+        if member.recipe is not None:
+            if member.recipe not in recipes.names():
+                problems.append(
+                    Problem(
+                        f"{where} member {member.name!r}", recipes.unknown_message(member.recipe)
+                    )
+                )
+                continue
+            inner = recipes.get(member.recipe)
+            if inner.is_soup:
+                problems.append(
+                    Problem(f"{where} member {member.name!r}", f"{inner.name!r} is a soup recipe")
+                )
+                continue
+            components += inner.specs()
+            for sec, values in inner.settings.items():
+                current = data.get(sec) if isinstance(data.get(sec), Mapping) else {}
+                given = set(current or {}) if stated is None else set(stated.get(sec, ()))
+                unset = {k: v for k, v in values.items() if k not in given}
+                if unset:  # the recipe's settings fill what the config leaves unset
+                    settings[sec] = unset
+        components += [{"name": n, **dict(o)} for n, o in member.components]
+        problems.extend(
+            _not_installed(f"{where} member {member.name!r}", spec["name"], host)
+            for spec in components
+            if host.find(spec["name"]) is None
+        )
+        members.append(
+            {
+                "name": member.name,
+                "weight": float(member.weight),
+                "components": components,
+                "settings": settings,
+                "recipe": recipe.name,
+            }
+        )
+    if not problems:
+        data["soup"] = members
+    return problems
+
+
+def soup_member_config(cfg: PipelineConfig | Mapping[str, Any], member: Any) -> dict[str, Any]:
+    """The raw config one soup member trains with: the soup's config without the soup, its
+    components appended to their sections, its settings merged, named ``<name>-<member>``.
+
+    ``member`` is a :class:`SoupMemberConfig` (or its dict).
+    """
+    import copy
+
+    from augreg.host import _SECTION, default_host
+
+    raw = cfg.to_dict() if isinstance(cfg, PipelineConfig) else copy.deepcopy(dict(cfg))
+    m = member if isinstance(member, SoupMemberConfig) else SoupMemberConfig.model_validate(member)
+    raw.pop("soup", None)
+    host = default_host()
+    for spec in m.components:
+        info = host.find(spec["name"])
+        section = _SECTION[info.kind] if info is not None else "augment"
+        items = raw.get(section) or []
+        raw[section] = [*([items] if isinstance(items, (str, Mapping)) else items), dict(spec)]
+    for sec, values in m.settings.items():
+        raw[sec] = {**(raw.get(sec) or {}), **values}
+    raw["name"] = f"{raw.get('name', 'augreg')}-{m.name}"
+    return raw
+
+
+def _check_soup(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:
+    """A soup's members: two or more, no adapters, each member's config valid."""
+    problems: list[Problem] = []
+    if len(cfg.soup) < 2:
+        problems.append(Problem("soup", "needs two or more members"))
+    if len({m.name for m in cfg.soup}) != len(cfg.soup):
+        problems.append(Problem("soup", "names a member twice; give each member its own name"))
+    if cfg.tasks:
+        problems.append(Problem("soup", "soups are made of single-task runs; remove [[tasks]]"))
+        return problems
+    for m in cfg.soup:
+        raw = soup_member_config(cfg, m)
+        if raw.get("adapters"):
+            problems.append(
+                Problem(
+                    f"soup member {m.name!r}",
+                    "trains adapters, whose runs save only what they train; a soup averages "
+                    "whole models (remove the adapters)",
+                )
+            )
+            continue
+        try:
+            validate(raw, source=f"soup member {m.name!r}", host=host)
+        except ConfigError as exc:
+            problems.extend(
+                Problem(
+                    f"soup member {m.name!r} {p.where}", p.message, p.component, p.origin, p.hint
+                )
+                for p in exc.problems
+            )
     return problems
 
 

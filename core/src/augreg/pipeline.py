@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -393,6 +394,8 @@ class Pipeline:
         cfg = self.config
         if cfg.tasks:
             return self._run_multitask(output_dir, callbacks)
+        if cfg.soup:
+            return self._run_soup(output_dir, callbacks)
         run_dir, main = self._start_run(output_dir)
         t0 = time.perf_counter()
         bundle = self.load_data()
@@ -567,6 +570,77 @@ class Pipeline:
                 "".join(f"{k}=={v}\n" for k, v in installed_distributions().items())
             )
         return run_dir, main
+
+    def _run_soup(self, output_dir: str | Path | None, callbacks: Sequence[Any]) -> RunResult:
+        """:meth:`run` for a pipeline with a ``soup``: each member trained on the config with
+        its components and the run's seed, in ``<run>/members/<member>/`` (whole models
+        saved), then the weighted average of their weights as the run's model, evaluated on
+        the config's sets (:func:`augreg.soup_runs`). Training figures add up the members'."""
+        from augreg.config import soup_member_config
+        from augreg.soup import soup_runs
+
+        cfg = self.config
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise AugregError(
+                "augreg: a soup recipe trains its members one after the other in one process; "
+                "run it without torchrun, or train the members as runs and `augreg soup` them"
+            )
+        run_dir = self.run_dir(output_dir)
+        run_dir = claim_folder(run_dir) if not cfg.train.run_name else run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        members: list[RunResult] = []
+        for i, member in enumerate(cfg.soup, 1):
+            raw = soup_member_config(cfg, member)
+            raw["train"] = {
+                **raw["train"],
+                "run_name": member.name,
+                "output_dir": str(run_dir / "members"),
+                "save_model": True,
+            }
+            _console_print(
+                f"augreg: soup member {i}/{len(cfg.soup)} {member.name!r} "
+                f"(weight {member.weight:g}): {', '.join(s['name'] for s in member.components)}"
+            )
+            member_cfg = validate(raw, source=f"soup member {member.name!r}")
+            folder = run_dir / "members" / member.name
+            if folder.exists():
+                shutil.rmtree(folder)  # a member left by an interrupted soup: trained again
+            members.append(Pipeline.from_validated(member_cfg).run(callbacks=callbacks))
+        soup = soup_runs(
+            [m.run_dir for m in members],
+            run_dir,
+            weights=[m.weight for m in cfg.soup],
+            config=absolute_config(cfg),
+            batch_size=cfg.train.eval_batch_size,
+        )
+        (run_dir / "augreg.lock").write_text(
+            "".join(f"{k}=={v}\n" for k, v in installed_distributions().items())
+        )
+
+        def total(key: str) -> Any:
+            values = [m.train.get(key) for m in members]
+            return None if any(v is None for v in values) else sum(values)
+
+        memory = [m.train.get("peak_memory_mb") for m in members]
+        train = {
+            "soup": [m.name for m in cfg.soup],
+            "steps": total("steps"),
+            "train_seconds": total("train_seconds"),
+            "wall_seconds": round(time.perf_counter() - t0, 3),
+            "seconds_per_step": None,
+            "peak_memory_mb": max((x for x in memory if x is not None), default=None),
+            "train_examples": total("train_examples"),
+            "extra_passes": None,
+            "trainable_parameters": members[0].train.get("trainable_parameters"),
+        }
+        if train["train_seconds"] and train["steps"]:
+            train["seconds_per_step"] = round(train["train_seconds"] / train["steps"], 4)
+        report_path = run_dir / "metrics.json"
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        report["train"] = train
+        report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        return RunResult(run_dir, soup.metrics, train, cfg)
 
     def _run_multitask(self, output_dir: str | Path | None, callbacks: Sequence[Any]) -> RunResult:
         """:meth:`run` for a pipeline with ``tasks``: shared encoder, one head per task.

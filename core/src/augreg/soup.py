@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,8 @@ from augreg.errors import AugregError
 __all__ = ["Soup", "soup_runs"]
 
 SOUP_FILE = "soup.json"
+#: What a soup writes in its folder: a folder holding any of them is refused, not overwritten.
+OUTPUT_FILES = ("model", "config.yaml", "metrics.json", "metrics", SOUP_FILE)
 #: Config entries every member must share: they define what the averaged weights mean.
 SHARED = (("model", "name"), ("task",), ("inject",), ("adapters",))
 #: Config entries a soup does not keep: they shaped the members' training.
@@ -78,17 +80,22 @@ def soup_runs(
     any_seed: bool = False,
     evaluate: bool = True,
     batch_size: int | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> Soup:
     """Average the weights of finished runs into a new run folder (see the module docstring).
 
     Args:
         runs: Two or more run folders made by ``augreg run``, with whole saved models.
-        out: The soup's run folder; it must not exist yet, or be empty.
+        out: The soup's run folder: new, or without a model, config, metrics or soup.json
+            (a soup recipe's run keeps its members in it, under members/).
         weights: One positive weight per run (normalised to sum to 1); default: equal.
         any_seed: Accept members trained with different seeds (different head starts).
         evaluate: Measure the soup on the first member's evaluation sets
             (:func:`augreg.evaluate_run`) and write its ``metrics.json``.
         batch_size: Evaluation batch size (default: the first member's).
+        config: The config to write as the soup's ``config.yaml`` (default: the first
+            member's without its augmenters, objectives and regularizers). A soup recipe's
+            run writes its own config, with the soup.
 
     Raises:
         AugregError: fewer than two runs, a folder that is not a run or has no whole saved
@@ -106,10 +113,11 @@ def soup_runs(
         raise AugregError("augreg: soup: a run folder is given twice; give each member once")
     norm = _weights(weights, len(members))
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    taken = [n for n in OUTPUT_FILES if (out / n).exists()] if out.is_dir() else []
+    if out.exists() and (not out.is_dir() or taken):
         raise AugregError(
-            f"augreg: soup: {out} exists and is not an empty folder; give a new folder "
-            "(nothing there is overwritten)"
+            f"augreg: soup: {out} holds {', '.join(taken) or 'a file'} already; give a new "
+            "folder (nothing there is overwritten)"
         )
     configs = [_member_config(m, yaml) for m in members]
     _check_compatible(members, configs, any_seed)
@@ -121,10 +129,11 @@ def soup_runs(
     from transformers import AutoTokenizer
 
     AutoTokenizer.from_pretrained(members[0] / "model").save_pretrained(out / "model")
-    config = dict(configs[0])
-    for key in TRAINING_ONLY:
-        config[key] = []
-    config["name"] = f"{config.get('name', 'run')}-soup"
+    if config is None:
+        config = dict(configs[0])
+        for key in TRAINING_ONLY:
+            config[key] = []
+        config["name"] = f"{config.get('name', 'run')}-soup"
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     record = {
         "members": [
