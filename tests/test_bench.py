@@ -955,10 +955,17 @@ def test_docs_bench_examples_run_and_specs_parse() -> None:
 
     from augreg.bench import BenchSpec, VariantSpec
 
-    (code,) = _blocks(ROOT / "docs" / "bench.md", "python")
+    from augreg import recipes
+
+    code, soup = _blocks(ROOT / "docs" / "bench.md", "python")
     scope: dict[str, Any] = {}
     exec(compile(code, "docs/bench.md", "exec"), scope)
     assert list(scope["sections"]) == ["objectives", "regularize"]
+    try:
+        exec(compile(soup, "docs/bench.md", "exec"), {})
+        assert [m.weight for m in recipes.get("my_soup").soup] == [2.0, 1.0]
+    finally:
+        recipes._RECIPES.pop("my_soup", None)
     specs = [
         block
         for path in (ROOT / "docs" / "bench.md", ROOT / "README.md")

@@ -32,6 +32,19 @@ Registered recipes:
     composition found that gains in domain without losing out of domain; it does not reach
     the +1 on both sets it was searched for. Cost: about 2x the wall time of plain
     fine-tuning (a forward-only attack over the training set each epoch).
+
+``small_data_soup``
+    A *soup recipe*: two members trained on the config with the same seed, ``small_data``
+    (weight 2) and ``counterfactual.negation`` (weight 1, from augreg-counterfactual), their
+    weights averaged into the run's model (Wortsman et al. 2022, model soups; Ramé et al.
+    2022). Measured in ``benchmarks/generalization/sst2_500_soup.toml`` (variant
+    ``soup_2to1``, the same members and weights). Cost: both members' training (about 2.7x
+    plain fine-tuning), one model at inference.
+
+A soup recipe (``soup=(SoupMember(...), ...)``) names members instead of components: used as
+``recipe = "<name>"``, it sets the config's ``soup``, and ``augreg run`` trains each member
+(the config's components plus the member's, the run's seed) and averages them; see
+:mod:`augreg.soup`.
 """
 
 from __future__ import annotations
