@@ -953,9 +953,8 @@ def test_docs_bench_examples_run_and_specs_parse() -> None:
     except ImportError:  # Python 3.10
         import tomli as tomllib
 
-    from augreg.bench import BenchSpec, VariantSpec
-
     from augreg import recipes
+    from augreg.bench import BenchSpec, VariantSpec
 
     code, soup = _blocks(ROOT / "docs" / "bench.md", "python")
     scope: dict[str, Any] = {}

@@ -38,8 +38,12 @@ Registered recipes:
     (weight 2) and ``counterfactual.negation`` (weight 1, from augreg-counterfactual), their
     weights averaged into the run's model (Wortsman et al. 2022, model soups; Ramé et al.
     2022). Measured in ``benchmarks/generalization/sst2_500_soup.toml`` (variant
-    ``soup_2to1``, the same members and weights). Cost: both members' training (about 2.7x
-    plain fine-tuning), one model at inference.
+    ``soup_2to1``, the same members and weights; MiniLM, 500 SST-2 examples, 10 seeds,
+    paired with plain fine-tuning): +0.62 on SST-2 test (p = 0.027) and +1.22 on CR
+    (p = 0.002, better on all 10 seeds), and in ROC AUC +0.52 (p = 0.005) and +0.43
+    (p = 0.013): the first composition measured that gains on both sets, and the first to
+    rank CR better. Short of +1 on SST-2 (+1.10 on seeds 1 to 5, +0.14 on seeds 6 to 10).
+    Cost: both members' training (about 2.8x plain fine-tuning), one model at inference.
 
 A soup recipe (``soup=(SoupMember(...), ...)``) names members instead of components: used as
 ``recipe = "<name>"``, it sets the config's ``soup``, and ``augreg run`` trains each member
@@ -300,9 +304,11 @@ register(
         "(weight 1, from augreg-counterfactual: negated copies with the opposite label, the "
         "out-of-domain gain), their weights averaged into one model (Wortsman et al. 2022; "
         "Ramé et al. 2022). Each member alone wins one domain and loses or ties the other; "
-        "the average keeps both gains. Measured in benchmarks/generalization/"
-        "sst2_500_soup.toml (variant soup_2to1, the same members and weights). "
-        "Cost: the training of both members (about 2.7x plain fine-tuning), inference of one "
+        "the average keeps most of both. Measured in benchmarks/generalization/"
+        "sst2_500_soup.toml (variant soup_2to1, the same members and weights; MiniLM, 500 "
+        "SST-2 examples, 10 seeds, paired): +0.62 on SST-2 test (p = 0.027), +1.22 on CR "
+        "(p = 0.002); ROC AUC +0.52 (p = 0.005) and +0.43 (p = 0.013). Short of +1 on SST-2. "
+        "Cost: the training of both members (about 2.8x plain fine-tuning), inference of one "
         "model.",
         soup=(
             SoupMember("small_data", 2.0, recipe="small_data"),
