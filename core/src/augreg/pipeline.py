@@ -566,9 +566,7 @@ class Pipeline:
             # Data paths absolute: the run folder names the files it used and re-runs from
             # anywhere on this machine (`augreg run <run folder>/config.yaml`).
             _write_yaml(run_dir / "config.yaml", absolute_config(self.config))
-            (run_dir / "augreg.lock").write_text(
-                "".join(f"{k}=={v}\n" for k, v in installed_distributions().items())
-            )
+            _write_lock(run_dir)
         return run_dir, main
 
     def _run_soup(self, output_dir: str | Path | None, callbacks: Sequence[Any]) -> RunResult:
@@ -577,7 +575,7 @@ class Pipeline:
         saved), then the weighted average of their weights as the run's model, evaluated on
         the config's sets (:func:`augreg.soup_runs`). Training figures add up the members'."""
         from augreg.config import soup_member_config
-        from augreg.soup import soup_runs
+        from augreg.soup import soup_runs, summed_training
 
         cfg = self.config
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -614,28 +612,9 @@ class Pipeline:
             config=absolute_config(cfg),
             batch_size=cfg.train.eval_batch_size,
         )
-        (run_dir / "augreg.lock").write_text(
-            "".join(f"{k}=={v}\n" for k, v in installed_distributions().items())
-        )
-
-        def total(key: str) -> Any:
-            values = [m.train.get(key) for m in members]
-            return None if any(v is None for v in values) else sum(values)
-
-        memory = [m.train.get("peak_memory_mb") for m in members]
-        train = {
-            "soup": [m.name for m in cfg.soup],
-            "steps": total("steps"),
-            "train_seconds": total("train_seconds"),
-            "wall_seconds": round(time.perf_counter() - t0, 3),
-            "seconds_per_step": None,
-            "peak_memory_mb": max((x for x in memory if x is not None), default=None),
-            "train_examples": total("train_examples"),
-            "extra_passes": None,
-            "trainable_parameters": members[0].train.get("trainable_parameters"),
-        }
-        if train["train_seconds"] and train["steps"]:
-            train["seconds_per_step"] = round(train["train_seconds"] / train["steps"], 4)
+        _write_lock(run_dir)
+        train = {"soup": [m.name for m in cfg.soup], **summed_training([m.train for m in members])}
+        train["wall_seconds"] = round(time.perf_counter() - t0, 3)  # members and averaging
         report_path = run_dir / "metrics.json"
         report = json.loads(report_path.read_text(encoding="utf-8"))
         report["train"] = train
@@ -913,6 +892,14 @@ def _peak_memory_mb() -> float:
         return round(kb / 1024 if sys.platform != "darwin" else kb / 2**20, 1)
     except ImportError:  # pragma: no cover - Windows
         return float("nan")
+
+
+def _write_lock(run_dir: Path) -> None:
+    """``augreg.lock``: the installed augreg distributions and libraries, one ``name==version``
+    per line."""
+    (run_dir / "augreg.lock").write_text(
+        "".join(f"{k}=={v}\n" for k, v in installed_distributions().items())
+    )
 
 
 def claim_folder(folder: Path) -> Path:

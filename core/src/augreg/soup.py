@@ -44,7 +44,7 @@ from typing import Any
 
 from augreg.errors import AugregError
 
-__all__ = ["Soup", "soup_runs"]
+__all__ = ["Soup", "soup_runs", "summed_training"]
 
 SOUP_FILE = "soup.json"
 #: What a soup writes in its folder: a folder holding any of them is refused, not overwritten.
@@ -155,6 +155,30 @@ def soup_runs(
 
         soup.metrics = evaluate_run(out, batch_size=batch_size).metrics
     return soup
+
+
+def summed_training(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What a soup cost to train: its members' training figures (a run's ``metrics.json``
+    ``train``, or a bench record) added up; peak memory is the largest member's. A figure some
+    member lacks is None; ``seconds_per_step`` is the training time over all members' steps.
+    """
+
+    def total(key: str) -> Any:
+        values = [m.get(key) for m in members]
+        return None if any(v is None for v in values) else sum(values)
+
+    memory = [m["peak_memory_mb"] for m in members if m.get("peak_memory_mb") is not None]
+    seconds, steps = total("train_seconds"), total("steps")
+    return {
+        "steps": steps,
+        "train_seconds": seconds,
+        "wall_seconds": total("wall_seconds"),
+        "seconds_per_step": round(seconds / steps, 4) if seconds and steps else None,
+        "peak_memory_mb": max(memory) if memory else None,
+        "train_examples": total("train_examples"),
+        "extra_passes": None,
+        "trainable_parameters": members[0].get("trainable_parameters") if members else None,
+    }
 
 
 def _weights(weights: Sequence[float] | None, n: int) -> list[float]:

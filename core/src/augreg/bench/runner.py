@@ -249,7 +249,7 @@ def make_record(
     config_hash: str,
     seed: int,
     variants: Sequence[str],
-    cfg: PipelineConfig,
+    cfg: PipelineConfig | Sequence[str],
     metrics: Mapping[str, Any],
     train: Mapping[str, Any],
     *,
@@ -264,9 +264,10 @@ def make_record(
 ) -> dict[str, Any]:
     """A bench record of one finished run; what the run did not measure is None.
 
-    ``metrics`` are the metrics per evaluation set and ``train`` the training report of the run
-    (in a run folder's ``metrics.json``: ``eval`` and ``train``); ``config`` is what the record
-    shows as the run's config; ``load_average`` is the machine's mean load while it ran
+    ``cfg`` is the run's config, or the component names to record (a soup has no config of
+    its own). ``metrics`` are the metrics per evaluation set and ``train`` the training report
+    of the run (in a run folder's ``metrics.json``: ``eval`` and ``train``); ``config`` is what
+    the record shows as the run's config; ``load_average`` is the machine's mean load while it ran
     (:class:`LoadSampler`), with ``cpu_count`` beside it to read it by.
     """
 
@@ -278,7 +279,11 @@ def make_record(
         "config_hash": config_hash,
         "seed": seed,
         "variants": list(variants),
-        "components": [s.name for section in SECTIONS for s in getattr(cfg, section)],
+        "components": (
+            [s.name for section in SECTIONS for s in getattr(cfg, section)]
+            if isinstance(cfg, PipelineConfig)
+            else list(cfg)
+        ),
         "metrics": dict(metrics),
         **{name: train.get(name) for name in RECORD_TRAIN_FIELDS},
         "threads": threads,
@@ -299,7 +304,7 @@ def execute(job: RunJob) -> dict[str, Any]:
     A run folder left by a killed run is removed first. The record is written last, and
     atomically, so a run stopped at any point before leaves none.
     """
-    from augreg.pipeline import Pipeline, installed_distributions
+    from augreg.pipeline import Pipeline
 
     if job.run_dir.exists():
         shutil.rmtree(job.run_dir)
@@ -310,14 +315,31 @@ def execute(job: RunJob) -> dict[str, Any]:
     started = datetime.now(timezone.utc)
     with LoadSampler() as load:
         result = Pipeline.from_validated(cfg).run(job.folder)
-    record = make_record(
+    record = _job_record(job, cfg, result.metrics, result.train, result.run_dir, started, load)
+    _write_json_atomic(job.record_path, record)
+    return record
+
+
+def _job_record(
+    job: RunJob,
+    cfg: PipelineConfig | Sequence[str],
+    metrics: Mapping[str, Any],
+    train: Mapping[str, Any],
+    run_dir: str | Path,
+    started: datetime,
+    load: LoadSampler,
+) -> dict[str, Any]:
+    """:func:`make_record` of a job that ran here, finished now."""
+    from augreg.pipeline import installed_distributions
+
+    return make_record(
         job.config_hash,
         job.seed,
         job.variants,
         cfg,
-        result.metrics,
-        result.train,
-        run_dir=result.run_dir,
+        metrics,
+        train,
+        run_dir=run_dir,
         started=started,
         finished=datetime.now(timezone.utc),
         versions=installed_distributions(),
@@ -326,8 +348,6 @@ def execute(job: RunJob) -> dict[str, Any]:
         device=job.device,
         load_average=load.value,
     )
-    _write_json_atomic(job.record_path, record)
-    return record
 
 
 def _job_validated(
@@ -380,8 +400,7 @@ def _execute_soup(job: RunJob) -> dict[str, Any]:
     Cost fields add up the members' (training every member is what the soup costs); peak
     memory is the largest member's.
     """
-    from augreg.pipeline import installed_distributions
-    from augreg.soup import soup_runs
+    from augreg.soup import soup_runs, summed_training
 
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -397,43 +416,15 @@ def _execute_soup(job: RunJob) -> dict[str, Any]:
         json.loads((Path(job.folder) / f"{key}.json").read_text(encoding="utf-8"))
         for key in job.needs
     ]
-
-    def total(name: str) -> float | None:
-        values = [m.get(name) for m in members]
-        return None if any(v is None for v in values) else sum(values)
-
-    train_seconds, steps = total("train_seconds"), total("steps")
-    wall = total("wall_seconds")
-    memory = [m.get("peak_memory_mb") for m in members if m.get("peak_memory_mb") is not None]
-    record = {
-        "key": job.key,
-        "config_hash": job.config_hash,
-        "seed": job.seed,
-        "variants": list(job.variants),
-        "components": [f"soup({' + '.join(m.get('key', '?') for m in members)})"],
-        "metrics": soup.metrics,
-        "wall_seconds": None if wall is None else wall + time.perf_counter() - t0 - again,
-        "train_seconds": train_seconds,
-        "seconds_per_step": None if not train_seconds or not steps else train_seconds / steps,
-        "steps": steps,
-        "peak_memory_mb": max(memory) if memory else None,
-        "train_examples": total("train_examples"),
-        "extra_passes": None,
-        "trainable_parameters": members[0].get("trainable_parameters"),
-        "threads": job.threads,
-        "device": job.device,
-        "load_average": load.value,
-        "cpu_count": None if load.value is None else os.cpu_count(),
-        "run_dir": str(job.run_dir),
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": installed_distributions(),
-        "config": job.config,
-        "soup": {
-            "members": [m.get("key") for m in members],
-            "weights": list(job.soup_weights),
-            "models": [str(f) for f in folders],
-        },
+    train = summed_training(members)
+    if train["wall_seconds"] is not None:  # the members' training, then the averaging here
+        train["wall_seconds"] += time.perf_counter() - t0 - again
+    label = [f"soup({' + '.join(m.get('key', '?') for m in members)})"]
+    record = _job_record(job, label, soup.metrics, train, job.run_dir, started, load)
+    record["soup"] = {
+        "members": [m.get("key") for m in members],
+        "weights": list(job.soup_weights),
+        "models": [str(f) for f in folders],
     }
     _write_json_atomic(job.record_path, record)
     return record
