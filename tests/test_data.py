@@ -693,3 +693,33 @@ def test_empty_rows_skip_is_explicit_and_reported(tmp_path: Path) -> None:
     assert bundle.train["text"] == ["good film", "bad film"]
     assert bundle.train["augreg_id"] == ["train:0", "train:2"]
     assert bundle.skipped == {"train": ["train:1", "train:3"]}
+
+
+def test_cached_augmentations_follow_the_component_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A changed rule in a module beside the component (same version number) changes the
+    fingerprint, so the data stage does not reuse augmentations the old code wrote."""
+    from augreg.components import code_digest
+
+    pkg = tmp_path / "fp_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "rules.py").write_text("SUFFIX = ' !'\n")
+    (pkg / "aug.py").write_text(
+        "import augreg\n"
+        "from fp_pkg import rules\n\n"
+        "class Bang(augreg.Augmenter):\n"
+        "    name = 'fp.bang'\n\n"
+        "    def augment(self, example, rng):\n"
+        "        return [{**example, 'text': example['text'] + rules.SUFFIX}]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from fp_pkg.aug import Bang  # type: ignore[import-not-found]
+
+    before = Bang().fingerprint()
+    assert before == Bang().fingerprint()  # stable
+    (pkg / "rules.py").write_text("SUFFIX = ' ?'\n")
+    code_digest.cache_clear()  # a new process reads the code again
+    assert Bang().fingerprint() != before
+    assert code_digest("no_such_package_here") == ""

@@ -41,9 +41,12 @@ Example (an augmenter)::
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
 import json
 import random
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,6 +185,34 @@ class ModelContext:
         return out.logits.detach().float().cpu()  # type: ignore[no-any-return]
 
 
+@functools.cache
+def code_digest(module: str) -> str:
+    """A digest of the Python source of the top-level package that holds ``module``.
+
+    Every ``.py`` file of the package counts (a component's rules may live beside it, as
+    ``augreg_counterfactual.rules`` does), read once per process. A module without source
+    files (defined interactively) gives ``""``.
+    """
+    top = module.split(".")[0]
+    mod = sys.modules.get(top)
+    if mod is None:
+        try:
+            mod = importlib.import_module(top)
+        except ImportError:
+            return ""
+    roots = [Path(p) for p in getattr(mod, "__path__", [])]
+    files = sorted((f.relative_to(r).as_posix(), f) for r in roots for f in r.rglob("*.py"))
+    if not roots and getattr(mod, "__file__", None):
+        files = [(Path(str(mod.__file__)).name, Path(str(mod.__file__)))]
+    digest = hashlib.sha256()
+    for rel, f in files:
+        try:
+            digest.update(rel.encode() + b"\0" + f.read_bytes())
+        except OSError:
+            continue
+    return digest.hexdigest()[:16] if files else ""
+
+
 class Component:
     """Base of every component. Subclass one of the five kinds, not this class."""
 
@@ -272,12 +303,19 @@ class Component:
         """Load heavy resources. Called once before the component first acts."""
 
     def fingerprint(self) -> str:
-        """A stable digest of the name, class and options, for caching derived data."""
+        """A stable digest of the name, class, options and code, for caching derived data.
+
+        The code is :func:`code_digest` of the package that defines the class: augmented
+        and injected data cached by an earlier version of the component's code (a changed
+        rule in a plugin under development, whose version number did not move) is not
+        reused.
+        """
         payload = json.dumps(
             {
                 "name": self.name,
                 "class": f"{type(self).__module__}.{type(self).__qualname__}",
                 "version": getattr(type(self), "version", ""),
+                "code": code_digest(type(self).__module__),
                 "options": self.options.model_dump(mode="json"),
             },
             sort_keys=True,

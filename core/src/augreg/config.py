@@ -75,6 +75,15 @@ class ModelConfig(_Strict):
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     max_length: int = Field(128, ge=8, le=8192, description="Tokens per example, truncated.")
     trust_remote_code: bool = Field(False, description="Allow custom model code from the hub.")
+    pooling: Literal["cls", "mean"] | None = Field(
+        None,
+        description=(
+            "Sentence vector of a sequence-classification head: unset or 'cls' keeps the "
+            "model's own (the first token through BERT's pooler); 'mean' reads the mean of the "
+            "last hidden states, the sentence vector sentence-transformers models are trained "
+            "for (augreg.pooling)."
+        ),
+    )
 
 
 class TaskConfig(_Strict):
@@ -640,6 +649,17 @@ def validate(
                 )
         if cfg.train.eval_strategy == "steps" and cfg.train.eval_steps is None:
             problems.append(Problem("train.eval_steps", "is required with eval_strategy='steps'"))
+        if cfg.model.pooling == "mean" and (
+            cfg.tasks or cfg.task.type != "sequence_classification"
+        ):
+            problems.append(
+                Problem(
+                    "model.pooling",
+                    "'mean' applies to single-task sequence classification (a token "
+                    "classification head reads every token; multi-task heads keep their own "
+                    "pooling); remove model.pooling",
+                )
+            )
         if cfg.tasks:
             problems.extend(_check_multitask_components(cfg, host))
         else:

@@ -377,7 +377,7 @@ class Task:
         import transformers
 
         loader = getattr(transformers, self.auto_model)
-        return load_pretrained(
+        model = load_pretrained(
             loader,
             model_cfg.name,
             num_labels=len(self.labels),
@@ -387,6 +387,17 @@ class Task:
             trust_remote_code=model_cfg.trust_remote_code,
             ignore_mismatched_sizes=True,
         )
+        return self.set_pooling(model, model_cfg.pooling)
+
+    def set_pooling(self, model: Any, pooling: str | None) -> Any:
+        """Apply ``model.pooling`` (:mod:`augreg.pooling`); tasks without a sentence vector
+        refuse ``'mean'``."""
+        if pooling == "mean":
+            raise AugregError(
+                f"augreg: model.pooling = 'mean' applies to sequence classification; a "
+                f"{self.type} head reads every token. Remove model.pooling."
+            )
+        return model
 
     def tokenize_batch(
         self,
@@ -428,6 +439,13 @@ class SequenceClassification(Task):
     type: ClassVar[str] = "sequence_classification"
     default_metric: ClassVar[str] = "accuracy"
     auto_model: ClassVar[str] = "AutoModelForSequenceClassification"
+
+    def set_pooling(self, model: Any, pooling: str | None) -> Any:
+        """Make the head read the first token or the mean (:func:`augreg.pooling.apply_pooling`;
+        a model saved with mean pooling keeps it)."""
+        from augreg.pooling import apply_pooling
+
+        return apply_pooling(model, pooling)  # type: ignore[arg-type]
 
     def tokenize_batch(
         self,
