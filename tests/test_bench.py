@@ -323,6 +323,14 @@ def test_committed_soup_spec_shares_its_members_with_sst2_500() -> None:
             "fgm",
             "soup_fgm_negation",
             "soup_small_data_fgm_negation",
+            "small_data_fgm",
+            "soup_small_data_fgm_negation_2to1",
+            "soup_small_data_fgm_negation_1to1",
+            "soup_four",
+            "negation_fgm",
+            "soup_small_data_negation_fgm_2to1",
+            "soup_small_data_negation_fgm_1to1",
+            "soup_small_data_fgm_negation_fgm_2to1",
         ],
         seeds=10,
     )
@@ -1216,3 +1224,31 @@ def test_sigterm_to_the_bench_stops_its_run_processes(tmp_path: Path) -> None:
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(child), "the run process outlived the bench"
+
+
+def test_the_committed_soup_summary_is_what_its_committed_records_give(tmp_path: Path) -> None:
+    """benchmarks/results/sst2_500_soup holds the bench's records (no models): --report-only
+    on a copy rewrites the same figures, and every planned run has its record."""
+    pytest.importorskip("matplotlib")
+    results = ROOT / "benchmarks" / "results" / "sst2_500_soup"
+    if not (ROOT.parent / "shared" / "data").exists():
+        pytest.skip("../shared/data is not beside the checkout (run keys hash the data files)")
+    from augreg.host import default_host
+
+    host = default_host()
+    if host.find("adversarial.fgm") is None or host.find("counterfactual.negation") is None:
+        pytest.skip("augreg-adversarial and augreg-counterfactual are not installed")
+    shutil.copytree(results / "runs", tmp_path / "runs")
+    shutil.copy(results / "plan.json", tmp_path / "plan.json")
+    spec = ROOT / "benchmarks" / "generalization" / "sst2_500_soup.toml"
+    result = runner.invoke(
+        app, ["bench", str(spec), "--output", str(tmp_path), "--report-only"], terminal_width=200
+    )
+    assert result.exit_code == 0, result.output
+    got = json.loads((tmp_path / "summary.json").read_text())
+    committed = json.loads((results / "summary.json").read_text())
+    assert [v["name"] for v in got["variants"]] == [v["name"] for v in committed["variants"]]
+    for new, old in zip(got["variants"], committed["variants"], strict=True):
+        assert new["config_hash"] == old["config_hash"], new["name"]
+        assert new["sets"] == old["sets"] and new["also"] == old["also"], new["name"]
+    assert all(v["seeds"] == committed["seeds"] for v in got["variants"])

@@ -126,12 +126,10 @@ def test_soup_recipe_run_trains_the_members_and_averages_them(
 
 
 def test_small_data_soup_is_the_committed_bench_soup() -> None:
-    """The shipped recipe trains exactly the members sst2_500_soup's soup_2to1 averages."""
+    """The shipped recipe trains exactly the members that sst2_500_soup's
+    soup_small_data_fgm_negation_2to1 averages."""
     host = default_host()
-    if (
-        host.find("adversarial.word_substitution") is None
-        or host.find("counterfactual.negation") is None
-    ):
+    if host.find("adversarial.fgm") is None or host.find("counterfactual.negation") is None:
         pytest.skip("augreg-adversarial and augreg-counterfactual are not installed")
     if not (ROOT.parent / "shared" / "data").exists():
         pytest.skip("../shared/data is not beside the checkout")
@@ -145,7 +143,7 @@ def test_small_data_soup_is_the_committed_bench_soup() -> None:
     raw["recipe"] = "small_data_soup"
     cfg = validate(raw)
     members = [validate(soup_member_config(cfg, m)) for m in cfg.soup]
-    soup = plan.variant("soup_2to1")
+    soup = plan.variant("soup_small_data_fgm_negation_2to1")
     assert tuple(config_hash(m) for m in members) == soup.soup_hashes
     weights = [m.weight for m in cfg.soup]
     assert tuple(w / sum(weights) for w in weights) == pytest.approx(soup.soup_weights)
