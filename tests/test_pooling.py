@@ -74,6 +74,9 @@ def test_a_saved_mean_pooled_model_loads_back_mean_pooled(
     batch = _batch(tiny_seq_model)
     with torch.no_grad():
         assert torch.allclose(again(**batch).logits, model(**batch).logits, atol=1e-6)
+    first = _model(tmp_path / "m", "cls")  # stated: the first token, and the config says so
+    assert not getattr(first.bert.pooler, "is_mean_pooler", False)
+    assert getattr(first.config, CONFIG_KEY) == "cls"
 
 
 def test_a_run_with_mean_pooling_trains_saves_and_evaluates_the_same(

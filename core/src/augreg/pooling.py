@@ -13,8 +13,8 @@ Few-Shot Learning Without Prompts"; mean pooling: Reimers and Gurevych 2019,
 "Sentence-BERT").
 
 How: the base model's ``pooler`` is replaced by :class:`MeanPooler`, which keeps the
-pretrained ``dense`` layer (so the state dict keeps its keys and soups line up) but skips it
-unless ``keep_dense``; a forward pre-hook on the base model hands it the attention mask. The
+pretrained ``dense`` layer unused (so the state dict keeps its keys and soups line up); a
+forward pre-hook on the base model hands it the attention mask. The
 choice is written into the model's ``config.json`` (``augreg_pooling``), so
 :func:`augreg.load_model`, ``augreg evaluate`` and soups rebuild the same head. A model loaded
 with plain ``AutoModelForSequenceClassification.from_pretrained`` reads the first token again:
@@ -30,6 +30,7 @@ no new parameters.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Literal
 
 from augreg.errors import AugregError
@@ -44,33 +45,30 @@ CONFIG_KEY = "augreg_pooling"
 the pooling a run trained with."""
 
 
+@functools.cache
 def _mean_pooler_class() -> type[nn.Module]:
+    """The pooler module, defined once torch is imported (this module does not import it)."""
     from torch import nn
 
     class MeanPooler(nn.Module):
-        """Masked mean of the last hidden states (optionally through the old dense + tanh).
+        """Masked mean of the last hidden states.
 
-        Keeps the replaced pooler's ``dense`` and ``activation`` so the parameter names stay.
+        Holds the replaced pooler's ``dense`` layer, unused, so the parameter names stay.
         """
 
-        def __init__(self, old: nn.Module, keep_dense: bool = False) -> None:
+        is_mean_pooler = True
+
+        def __init__(self, old: nn.Module) -> None:
             super().__init__()
             self.dense: nn.Module = old.dense  # type: ignore[assignment]
-            self.activation: nn.Module = getattr(old, "activation", None) or nn.Tanh()
-            self.keep_dense = keep_dense
             self.mask: torch.Tensor | None = None
 
         def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
             mask, self.mask = self.mask, None
             if mask is None or mask.shape != hidden_states.shape[:2]:
-                pooled = hidden_states.mean(dim=1)
-            else:
-                m = mask.to(hidden_states.dtype).unsqueeze(-1)
-                pooled = (hidden_states * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
-            if self.keep_dense:
-                dense: torch.Tensor = self.activation(self.dense(pooled))
-                return dense
-            return pooled
+                return hidden_states.mean(dim=1)
+            m = mask.to(hidden_states.dtype).unsqueeze(-1)
+            return (hidden_states * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
 
     return MeanPooler
 
@@ -85,24 +83,25 @@ def _hand_mask(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any])
     if mask is None and len(args) > 1:
         mask = args[1]
     pooler = getattr(module, "pooler", None)
-    if pooler is not None and hasattr(pooler, "keep_dense"):
+    if pooler is not None and getattr(pooler, "is_mean_pooler", False):
         pooler.mask = mask
 
 
-def apply_pooling(
-    model: nn.Module, pooling: Pooling | None, *, keep_dense: bool = False
-) -> nn.Module:
+def apply_pooling(model: nn.Module, pooling: Pooling | None) -> nn.Module:
     """Make a sequence-classification model's head read ``pooling``; return the model.
 
-    ``None`` and ``"cls"`` leave the model as it is (a model saved with ``"mean"`` keeps it:
-    its ``config.json`` says so). Idempotent.
+    ``None`` keeps what the model's ``config.json`` says (``"mean"`` for a model an augreg
+    run saved with it, else the model's own head); ``"cls"`` keeps the model's own head and
+    records that choice. Idempotent.
 
     Raises:
         AugregError: ``"mean"`` on a model whose base has no pooler to replace.
     """
-    saved = getattr(getattr(model, "config", None), CONFIG_KEY, None)
-    pooling = pooling or saved
+    config = getattr(model, "config", None)
+    pooling = pooling or getattr(config, CONFIG_KEY, None)
     if pooling in (None, "cls"):
+        if pooling == "cls" and config is not None and hasattr(config, CONFIG_KEY):
+            setattr(config, CONFIG_KEY, "cls")  # a saved model then says what it reads
         return model
     if pooling != "mean":
         raise AugregError(
@@ -118,9 +117,9 @@ def apply_pooling(
             f"augreg: model.pooling = 'mean' replaces the pooler of a BERT-family model "
             f"(BERT, MiniLM, ...); {arch} has none. Leave model.pooling unset for this model."
         )
-    if hasattr(pooler, "keep_dense"):
+    if getattr(pooler, "is_mean_pooler", False):
         return model  # already mean-pooled
-    base.pooler = _mean_pooler_class()(pooler, keep_dense=keep_dense)
+    base.pooler = _mean_pooler_class()(pooler)
     base.register_forward_pre_hook(_hand_mask, with_kwargs=True)
     setattr(model.config, CONFIG_KEY, "mean")
     return model

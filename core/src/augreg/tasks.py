@@ -35,6 +35,7 @@ import numpy as np
 from augreg.components import IGNORE_TAG
 from augreg.config import ModelConfig, TaskConfig
 from augreg.errors import AugregError, DataError
+from augreg.pooling import Pooling, apply_pooling
 
 __all__ = [
     "SequenceClassification",
@@ -389,7 +390,7 @@ class Task:
         )
         return self.set_pooling(model, model_cfg.pooling)
 
-    def set_pooling(self, model: Any, pooling: str | None) -> Any:
+    def set_pooling(self, model: Any, pooling: Pooling | None) -> Any:
         """Apply ``model.pooling`` (:mod:`augreg.pooling`); tasks without a sentence vector
         refuse ``'mean'``."""
         if pooling == "mean":
@@ -440,12 +441,10 @@ class SequenceClassification(Task):
     default_metric: ClassVar[str] = "accuracy"
     auto_model: ClassVar[str] = "AutoModelForSequenceClassification"
 
-    def set_pooling(self, model: Any, pooling: str | None) -> Any:
+    def set_pooling(self, model: Any, pooling: Pooling | None) -> Any:
         """Make the head read the first token or the mean (:func:`augreg.pooling.apply_pooling`;
         a model saved with mean pooling keeps it)."""
-        from augreg.pooling import apply_pooling
-
-        return apply_pooling(model, pooling)  # type: ignore[arg-type]
+        return apply_pooling(model, pooling)
 
     def tokenize_batch(
         self,
