@@ -331,6 +331,9 @@ def test_committed_soup_spec_shares_its_members_with_sst2_500() -> None:
             "soup_small_data_negation_fgm_2to1",
             "soup_small_data_negation_fgm_1to1",
             "soup_small_data_fgm_negation_fgm_2to1",
+            "small_data_freelb",
+            "soup_three",
+            "soup_small_data_freelb_negation_fgm_2to1",
         ],
         seeds=10,
     )
@@ -1094,6 +1097,29 @@ def test_soup_whose_member_failed_fails_with_the_member_named(
     with pytest.raises(Exception, match=f"member run {member.key} has no record"):
         execute(jobs[2])
     assert not jobs[2].record_path.exists()
+
+
+def test_soups_of_one_seed_sharing_a_member_do_not_run_at_once(tmp_path: Path) -> None:
+    from augreg.bench.runner import RunJob, next_ready
+
+    folder = str(tmp_path)
+
+    def soup(h: str, seed: int, members: tuple[str, ...]) -> RunJob:
+        return RunJob(h, seed, (h,), {}, folder, soup=members)
+
+    member = RunJob("m" * 16, 1, ("m",), {}, folder)
+    first, second = soup("a" * 16, 1, ("m" * 16, "n" * 16)), soup("b" * 16, 1, ("n" * 16,))
+    other_seed, disjoint = soup("c" * 16, 2, ("n" * 16,)), soup("d" * 16, 1, ("o" * 16,))
+    # A soup waits for a member run that is queued or running.
+    assert next_ready([first], [member]) is None
+    assert next_ready([member, first], []) == 0
+    # Two soups of seed 1 sharing member n: the second waits while the first runs (both may
+    # train n's missing model into the same folder); other seeds and other members go.
+    assert next_ready([first, second], []) == 0
+    assert next_ready([second], [first]) is None
+    assert next_ready([second, other_seed], [first]) == 1
+    assert next_ready([second, disjoint], [first]) == 1
+    assert next_ready([second], []) == 0
 
 
 def test_cli_bench_with_a_soup_in_two_processes(

@@ -580,6 +580,26 @@ def _run_pending(
     return outcome
 
 
+def next_ready(queue: Sequence[RunJob], running: Sequence[RunJob]) -> int | None:
+    """The index of the first queued run that can start now, or None.
+
+    A soup waits for its members' runs (queued or running). It also waits while another soup
+    of the same seed that shares a member is running: a member whose model is missing is
+    trained again by the soup that needs it, into one folder, and two soups must not write
+    it at once (the second finds the model the first saved).
+    """
+    waiting = {j.key for j in queue} | {j.key for j in running}
+    for i, job in enumerate(queue):
+        if waiting.intersection(job.needs):
+            continue
+        if job.soup and any(
+            r.seed == job.seed and set(r.soup).intersection(job.soup) for r in running
+        ):
+            continue
+        return i
+    return None
+
+
 def _run_processes(
     pending: list[RunJob],
     slots: list[tuple[str | None, int | None]],
@@ -597,10 +617,7 @@ def _run_processes(
     try:
         while queue or running:
             while queue and free:
-                waiting = {j.key for j in queue} | {j.key for _, j, _, _ in running.values()}
-                ready = next(
-                    (i for i, j in enumerate(queue) if not waiting.intersection(j.needs)), None
-                )
+                ready = next_ready(queue, [j for _, j, _, _ in running.values()])
                 if ready is None:
                     break  # every queued run is a soup waiting for its members
                 slot = free.pop(0)
