@@ -619,7 +619,7 @@ def _run_processes(
             while queue and free:
                 ready = next_ready(queue, [j for _, j, _, _ in running.values()])
                 if ready is None:
-                    break  # every queued run is a soup waiting for its members
+                    break  # every queued run is a soup waiting (see next_ready)
                 slot = free.pop(0)
                 device, threads = slots[slot]
                 job = RunJob(**{**asdict(queue.pop(ready)), "device": device, "threads": threads})
