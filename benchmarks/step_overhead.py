@@ -49,6 +49,7 @@ VARIANTS: dict[str, tuple[dict[str, Any] | None, float, str]] = {
         2.6,
         "<= 2.6x; without the EMA teacher's forward",
     ),
+    "adversarial.sam": ({"name": "adversarial.sam"}, 2.1, "<= 2.1x: one perturbed pass, as FGM"),
     "core.rdrop": ({"name": "core.rdrop"}, 2.0, "<= 2.0x"),
     "core.l2sp": ({"name": "core.l2sp"}, 1.05, "<= 1.05x"),
     "core.embedding_noise": ({"name": "core.embedding_noise"}, 1.05, "<= 1.05x"),

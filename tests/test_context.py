@@ -111,3 +111,22 @@ def test_copies_double_the_batch() -> None:
     assert torch.allclose(first, second, atol=1e-6)  # eval: the two copies agree
     assert torch.allclose(first, model(**{k: v for k, v in batch.items() if k != "labels"}).logits,
                           atol=1e-5)  # fmt: skip
+
+
+def test_parameters_stand_in_for_weights_in_one_pass_without_editing_them() -> None:
+    model = tiny_model().train()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ctx = _ctx(model)
+    clean = _f(ctx.task_loss(ctx.forward(dropout=False)))
+    weight = model.classifier.weight
+    same = ctx.task_loss(ctx.forward(dropout=False, parameters={"classifier.weight": weight + 0}))
+    assert _f(same) == clean
+    shift = torch.zeros_like(weight)
+    shift[0] = 0.5  # one class's row: a shift of every row would leave the softmax as it is
+    moved = ctx.task_loss(
+        ctx.forward(dropout=False, parameters={"classifier.weight": weight + shift})
+    )
+    assert _f(moved) != clean
+    moved.backward()  # a tensor made from the parameter passes its gradient on to it
+    assert weight.grad is not None and weight.grad.abs().sum() > 0
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())

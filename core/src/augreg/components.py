@@ -503,7 +503,10 @@ class Regularizer(Component):
 
     A method that starts from the clean loss's gradient in embedding space sets
     ``uses_clean_gradient`` and reads ``ctx.clean_embedding_grad``: the step's one backward
-    through the clean pass gives it, instead of a second backward of its own.
+    through the clean pass gives it, instead of a second backward of its own. A method that
+    needs the clean loss's gradient of the weights (SAM) sets it too and reads
+    ``ctx.clean_weight_grads``; ``ctx.forward(parameters=...)`` then runs a pass with
+    perturbed weights without editing them.
 
     A regularizer may instead act on the training pass itself, at no extra pass: override
     :meth:`clean_perturbation` (added to the clean pass's input-embedding output, as NEFTune
@@ -515,10 +518,11 @@ class Regularizer(Component):
     uses_clean_gradient: ClassVar[bool] = False
     """True: the method needs the clean loss's gradient with respect to the input embeddings
     (FGM, PGD from a zero start). The step then runs the clean backward once itself, before
-    the regularizers, and hands that gradient over as ``ctx.clean_embedding_grad`` (None
-    when it could not: read it, and take a probe yourself when it is None); the weights'
-    gradients of that backward enter the loss through a linear surrogate. May be set per
-    instance (it can depend on the options)."""
+    the regularizers, and hands that gradient over as ``ctx.clean_embedding_grad`` and the
+    weights' gradients as ``ctx.clean_weight_grads`` (None when it could not: read them, and
+    take the gradient yourself when they are None); the weights' gradients of that backward
+    enter the loss through a linear surrogate. May be set per instance (it can depend on the
+    options)."""
 
     class Options(_Options):
         weight: float = Field(1.0, ge=0, le=1e4, description="Weight of this term in the loss.")

@@ -131,6 +131,11 @@ class StepContext:
         to :attr:`embeddings`, proportional to that of :meth:`task_loss`; set by the step's
         shared clean backward before the regularizers run (see :func:`augreg.compute_loss`
         and ``Regularizer.uses_clean_gradient``), else None: take a probe yourself."""
+        self.clean_weight_grads: list[tuple[torch.Tensor, torch.Tensor | None]] | None = None
+        """The same backward's gradients of the trainable weights, ``(parameter, gradient)``
+        pairs in ``model.parameters()`` order (None where a weight is outside the graph); set
+        with :attr:`clean_embedding_grad` (weight-space methods such as SAM read it), else
+        None: take the gradient yourself."""
 
     # -- the clean pass --------------------------------------------------------------------
 
@@ -187,6 +192,7 @@ class StepContext:
         dropout: bool = True,
         inputs: Mapping[str, Any] | None = None,
         model: nn.Module | None = None,
+        parameters: Mapping[str, torch.Tensor] | None = None,
     ) -> Any:
         """Run the model again on the batch (or ``inputs``).
 
@@ -195,15 +201,19 @@ class StepContext:
             dropout: Keep dropout as in training (True) or switch it off for this pass.
             inputs: Other inputs (default: this batch, without labels).
             model: Another model sharing the architecture (e.g. an EMA teacher).
+            parameters: Tensors that stand in for some of the model's parameters in this pass,
+                by name as in ``model.named_parameters()`` (``torch.func.functional_call``):
+                a weight-space perturbation (SAM) without editing and restoring weights. A
+                tensor computed from the parameter (``p + e``) passes its gradient on to it.
         """
         target = self.model if model is None else model
         batch = self.inputs if inputs is None else dict(inputs)
         if perturbation is not None:
             perturbation = self.mask_padding(perturbation)
         if dropout:
-            return self._run(batch, perturbation, target=target)
+            return self._run(batch, perturbation, target=target, parameters=parameters)
         with dropout_mode(target, False):
-            return self._run(batch, perturbation, target=target)
+            return self._run(batch, perturbation, target=target, parameters=parameters)
 
     def task_loss(self, outputs: Any = None, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Weighted sum of the objectives that apply to (perturbed) ``outputs``."""
@@ -248,12 +258,19 @@ class StepContext:
         *,
         capture: bool = False,
         target: nn.Module | None = None,
+        parameters: Mapping[str, torch.Tensor] | None = None,
     ) -> Any:
         model = self.model if target is None else target
         if self.hidden_states:
             batch = {**batch, "output_hidden_states": True}
-        if perturbation is None and not capture:
+
+        def call() -> Any:
+            if parameters:
+                return torch.func.functional_call(model, dict(parameters), (), dict(batch))
             return model(**batch)
+
+        if perturbation is None and not capture:
+            return call()
         embedding = _input_embeddings(model)
 
         def hook(_module: nn.Module, _args: Any, output: torch.Tensor) -> torch.Tensor:
@@ -269,7 +286,7 @@ class StepContext:
 
         handle = embedding.register_forward_hook(hook)
         try:
-            return model(**batch)
+            return call()
         finally:
             handle.remove()
 

@@ -264,7 +264,7 @@ def compute_loss(
         )
         clean_keys: list[str] = []
         for component in acting:
-            if shared and isinstance(component, Regularizer) and ctx.clean_embedding_grad is None:
+            if shared and isinstance(component, Regularizer) and ctx.clean_weight_grads is None:
                 _shared_clean_backward(ctx, terms, clean_keys, params, clean_grads)
             w = _weight(component) * task_weight
             if w == 0 or (isinstance(component, Regularizer) and not component.has_term()):
@@ -299,19 +299,25 @@ def _shared_clean_backward(
     """One backward of the context's clean terms: weights' gradients and the embeddings'.
 
     The clean terms are replaced by their (detached) values in ``terms``, their weights'
-    gradients added to ``clean_grads``; ``ctx.clean_embedding_grad`` is set. The clean
-    pass's graph is kept: other regularizers (R-Drop, SMART) may still backward through it.
-    Embeddings outside the graph (frozen, no perturbation on the clean pass) leave it unset,
-    and the regularizer takes its own probe.
+    gradients added to ``clean_grads`` and handed to the regularizers as
+    ``ctx.clean_weight_grads``; ``ctx.clean_embedding_grad`` is set. The clean pass's graph is
+    kept: other regularizers (R-Drop, SMART) may still backward through it. Embeddings
+    outside the graph (frozen, no perturbation on the clean pass) leave
+    ``clean_embedding_grad`` unset, and an embedding-space regularizer takes its own probe.
     """
     live = [terms[k] for k in clean_keys if terms[k].requires_grad]
-    embeddings = ctx.embeddings
-    if not live or not embeddings.requires_grad:
+    if not live:
         return
+    embeddings = ctx.embeddings
+    with_embeddings = embeddings.requires_grad
     clean = torch.stack(live).sum() if len(live) > 1 else live[0]
-    grads = torch.autograd.grad(clean, [embeddings, *params], retain_graph=True, allow_unused=True)
-    ctx.clean_embedding_grad = grads[0]
-    for i, g in enumerate(grads[1:]):
+    wrt = [embeddings, *params] if with_embeddings else list(params)
+    grads = torch.autograd.grad(clean, wrt, retain_graph=True, allow_unused=True)
+    if with_embeddings:
+        ctx.clean_embedding_grad = grads[0]
+        grads = grads[1:]
+    ctx.clean_weight_grads = list(zip(params, grads, strict=True))
+    for i, g in enumerate(grads):
         if g is not None:
             before = clean_grads[i]
             clean_grads[i] = g if before is None else before + g

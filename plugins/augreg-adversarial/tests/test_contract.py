@@ -39,3 +39,12 @@ class TestWordSubstitution(AugmenterContract):
         "max_change_fraction": 0.5,
         "keep": "perturbed",
     }
+
+
+class TestSAM(RegularizerContract):
+    component = "adversarial.sam"
+
+
+class TestSAMAdaptive(RegularizerContract):
+    component = "adversarial.sam"
+    options = {"adaptive": True, "rho": 0.5, "weight": 0.5}

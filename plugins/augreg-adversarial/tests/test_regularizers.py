@@ -14,27 +14,15 @@ from augreg.builtins.adapters import Freeze
 from augreg.builtins.objectives import CrossEntropy
 from augreg.context import StepContext
 from augreg.step import compute_loss
-from augreg.testing import (
-    DEFAULT_TAGS,
-    make_batch,
-    sequence_examples,
-    tiny_model,
-    tiny_tokenizer,
-    token_examples,
-)
+from augreg.testing import NO_DROPOUT, training_setup
 from augreg_adversarial.regularizers import FGM, PGD, SMART, FreeLB
 
 TASKS = ["sequence_classification", "token_classification"]
 ALL = ["adversarial.fgm", "adversarial.pgd", "adversarial.freelb", "adversarial.smart"]
-NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 
 
 def _setup(task: str, seed: int = 0, **overrides: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
-    labels = 2 if task == "sequence_classification" else len(DEFAULT_TAGS)
-    model = tiny_model(task, num_labels=labels, seed=seed, **overrides)
-    model.train()
-    examples = sequence_examples() if task == "sequence_classification" else token_examples()
-    batch = make_batch(task, tiny_tokenizer(), examples)
+    model, batch = training_setup(task, seed=seed, **overrides)
     assert (batch["attention_mask"] == 0).any(), "the batch must have padding"
     return model, batch
 

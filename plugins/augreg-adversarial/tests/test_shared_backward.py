@@ -10,39 +10,18 @@ import pytest
 import torch
 
 import augreg
-from augreg.builtins.adapters import Freeze
 from augreg.builtins.combiners import WeightedSum
 from augreg.builtins.objectives import CrossEntropy
 from augreg.builtins.regularizers import RDrop
 from augreg.step import compute_loss, shares_clean_backward
-from augreg.testing import (
-    DEFAULT_TAGS,
-    make_batch,
-    sequence_examples,
-    tiny_model,
-    tiny_tokenizer,
-    token_examples,
-)
+from augreg.testing import training_setup, unshared_sum
 from augreg_adversarial.regularizers import FGM, PGD, SMART, FreeLB
 
 TASKS = ["sequence_classification", "token_classification"]
-NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-
-
-class SumKeepingTerms(WeightedSum):
-    """The plain sum, but not declared linear: the step keeps each term's own backward."""
-
-    linear = False
 
 
 def _setup(task: str, frozen: bool = False) -> tuple[torch.nn.Module, dict[str, Any]]:
-    labels = 2 if task == "sequence_classification" else len(DEFAULT_TAGS)
-    model = tiny_model(task, num_labels=labels, seed=3, **NO_DROPOUT)
-    if frozen:
-        model = Freeze({"embeddings": True}).prepare_model(model)
-    model.train()
-    examples = sequence_examples() if task == "sequence_classification" else token_examples()
-    return model, make_batch(task, tiny_tokenizer(), examples)
+    return training_setup(task, seed=3, dropout=False, frozen_embeddings=frozen)
 
 
 def _step(
@@ -71,7 +50,7 @@ def test_shared_backward_gives_the_same_step_with_one_clean_backward_less(
 ) -> None:
     model, batch = _setup(task, frozen)
     shared, shared_grads, shared_backwards = _step(model, batch, [make()], task, WeightedSum())
-    own, own_grads, own_backwards = _step(model, batch, [make()], task, SumKeepingTerms())
+    own, own_grads, own_backwards = _step(model, batch, [make()], task, unshared_sum())
 
     assert shared.context is not None and shared.context.clean_embedding_grad is not None
     assert own.context is not None and own.context.clean_embedding_grad is None
@@ -101,7 +80,7 @@ def test_other_terms_still_backward_through_the_kept_clean_graph() -> None:
     model, batch = _setup("sequence_classification")
     regs = [RDrop(), FGM()]
     shared, shared_grads, _ = _step(model, batch, regs, "sequence_classification", WeightedSum())
-    own, own_grads, _ = _step(model, batch, regs, "sequence_classification", SumKeepingTerms())
+    own, own_grads, _ = _step(model, batch, regs, "sequence_classification", unshared_sum())
     assert shared.context is not None and shared.context.clean_embedding_grad is not None
     assert shared.parts == pytest.approx(own.parts, rel=1e-6)
     for name, grad in own_grads.items():
@@ -118,7 +97,7 @@ def test_the_step_shares_only_when_it_may() -> None:
     assert not shares_clean_backward(model, ce, [SMART(), FreeLB()], None)
     assert not shares_clean_backward(model, ce, [FGM(weight=0.0)], None)
     # gradient surgery and learned weights need each term's graph
-    assert not shares_clean_backward(model, ce, [FGM()], SumKeepingTerms())
+    assert not shares_clean_backward(model, ce, [FGM()], unshared_sum())
     # an objective that does not apply to perturbed passes would change the direction
     simcse_like = CrossEntropy()
     simcse_like.applies_to_perturbed = False  # type: ignore[misc]

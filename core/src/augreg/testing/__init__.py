@@ -16,6 +16,8 @@ Public API:
     Helpers: :func:`make_batch`, :func:`isolated_host`, :func:`no_network`,
     :func:`sequence_examples`, :func:`token_examples`, :func:`entity_spans`,
     :func:`heavy_imports_of`, :func:`tiny_model`, :func:`tiny_tokenizer`,
+    :func:`training_setup` (a tiny model in training mode and a sample batch),
+    :func:`unshared_sum` (a combiner under which the step shares no clean backward),
     :func:`model_context` (hands a model to an augmenter with ``needs_model``).
     Runner: :func:`augreg.testing.runner.check_plugin` (``augreg check-plugin DIST``).
 """
@@ -45,11 +47,19 @@ from augreg.testing.kit import (
     heavy_imports_of,
     model_context,
 )
-from augreg.testing.models import save_tiny_model, tiny_model, tiny_tokenizer
+from augreg.testing.models import (
+    NO_DROPOUT,
+    save_tiny_model,
+    tiny_model,
+    tiny_tokenizer,
+    training_setup,
+    unshared_sum,
+)
 
 __all__ = [
     "CONTRACTS",
     "DEFAULT_TAGS",
+    "NO_DROPOUT",
     "AdapterContract",
     "AugmenterContract",
     "CombinerContract",
@@ -70,4 +80,6 @@ __all__ = [
     "tiny_model",
     "tiny_tokenizer",
     "token_examples",
+    "training_setup",
+    "unshared_sum",
 ]

@@ -93,6 +93,71 @@ def tiny_model(
     raise ValueError(f"unknown task {task!r}")
 
 
+NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+"""Config overrides for a tiny model without dropout (passes then agree exactly)."""
+
+
+def training_setup(
+    task: str = "sequence_classification",
+    *,
+    seed: int = 0,
+    dropout: bool = True,
+    frozen_embeddings: bool = False,
+    **overrides: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """A tiny model in training mode and a padded batch of the kit's sample data for ``task``.
+
+    What a regularizer's or objective's own tests start from: the model has the labels of the
+    sample data (2 classes, or the IOB2 tags of :data:`augreg.testing.DEFAULT_TAGS`), the
+    batch has padding and ``labels``.
+
+    Args:
+        task: ``"sequence_classification"`` or ``"token_classification"``.
+        seed: Seeds the model's weights.
+        dropout: False sets the dropout probabilities to 0 (:data:`NO_DROPOUT`), so two
+            passes agree and gradients can be compared exactly.
+        frozen_embeddings: Freeze the input embeddings (``core.freeze``), as adapters do.
+        overrides: Other ``BertConfig`` values.
+
+    Example:
+        >>> model, batch = training_setup("token_classification", dropout=False)
+        ... # doctest: +SKIP
+    """
+    from augreg.testing.helpers import (
+        DEFAULT_TAGS,
+        make_batch,
+        sequence_examples,
+        token_examples,
+    )
+
+    labels = len(DEFAULT_TAGS) if task == "token_classification" else 2
+    values = {**({} if dropout else NO_DROPOUT), **overrides}
+    model = tiny_model(task, num_labels=labels, seed=seed, **values)
+    if frozen_embeddings:
+        from augreg.builtins.adapters import Freeze
+
+        model = Freeze({"embeddings": True}).prepare_model(model)
+    model.train()
+    examples = token_examples() if task == "token_classification" else sequence_examples()
+    return model, make_batch(task, tiny_tokenizer(), examples)
+
+
+def unshared_sum() -> Any:
+    """The weighted sum (``core.sum``) not declared linear, as a combiner instance.
+
+    The step then keeps every term's own backward and shares no clean backward (see
+    :func:`augreg.step.shares_clean_backward`): pass it as ``combiner`` to test the path a
+    ``uses_clean_gradient`` regularizer takes when ``ctx.clean_embedding_grad`` and
+    ``ctx.clean_weight_grads`` are None (PCGrad, learned weights, gradient checkpointing).
+    """
+    from augreg.builtins.combiners import WeightedSum
+
+    class UnsharedSum(WeightedSum):
+        linear = False
+
+    return UnsharedSum()
+
+
 def save_tiny_model(
     folder: str | Path,
     task: str = "sequence_classification",

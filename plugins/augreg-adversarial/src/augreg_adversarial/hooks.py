@@ -2,6 +2,7 @@
 
 import augreg
 from augreg_adversarial.regularizers import FGM, PGD, SMART, FreeLB
+from augreg_adversarial.sam import SAM
 from augreg_adversarial.word_substitution import WordSubstitution
 
 
@@ -11,6 +12,7 @@ def augreg_register_regularizers(register: augreg.Register) -> None:
     register(PGD)
     register(FreeLB)
     register(SMART)
+    register(SAM)
 
 
 @augreg.hookimpl
