@@ -1252,21 +1252,31 @@ def test_sigterm_to_the_bench_stops_its_run_processes(tmp_path: Path) -> None:
     assert not _alive(child), "the run process outlived the bench"
 
 
-def test_the_committed_soup_summary_is_what_its_committed_records_give(tmp_path: Path) -> None:
-    """benchmarks/results/sst2_500_soup holds the bench's records (no models): --report-only
-    on a copy rewrites the same figures, and every planned run has its record."""
+@pytest.mark.parametrize(
+    ("bench", "needs"),
+    [
+        ("sst2_500_soup", ("adversarial.fgm", "counterfactual.negation")),
+        ("sst2_500_sam", ("adversarial.sam",)),
+    ],
+)
+def test_a_committed_summary_is_what_its_committed_records_give(
+    tmp_path: Path, bench: str, needs: tuple[str, ...]
+) -> None:
+    """benchmarks/results/<bench> holds the bench's records (no models): --report-only on a
+    copy rewrites the same figures, and every planned run has its record."""
     pytest.importorskip("matplotlib")
-    results = ROOT / "benchmarks" / "results" / "sst2_500_soup"
+    results = ROOT / "benchmarks" / "results" / bench
     if not (ROOT.parent / "shared" / "data").exists():
         pytest.skip("../shared/data is not beside the checkout (run keys hash the data files)")
     from augreg.host import default_host
 
     host = default_host()
-    if host.find("adversarial.fgm") is None or host.find("counterfactual.negation") is None:
-        pytest.skip("augreg-adversarial and augreg-counterfactual are not installed")
+    missing = [name for name in needs if host.find(name) is None]
+    if missing:
+        pytest.skip(f"the plugins of {', '.join(missing)} are not installed")
     shutil.copytree(results / "runs", tmp_path / "runs")
     shutil.copy(results / "plan.json", tmp_path / "plan.json")
-    spec = ROOT / "benchmarks" / "generalization" / "sst2_500_soup.toml"
+    spec = ROOT / "benchmarks" / "generalization" / f"{bench}.toml"
     result = runner.invoke(
         app, ["bench", str(spec), "--output", str(tmp_path), "--report-only"], terminal_width=200
     )
