@@ -80,6 +80,7 @@ def test_every_method_together_with_gradient_accumulation(
             {"name": "adversarial.pgd", "steps": 2},
             {"name": "adversarial.freelb", "steps": 2},
             {"name": "adversarial.smart", "beta": 0.5},
+            {"name": "adversarial.sam", "rho": 0.05},
         ],
         train={
             "epochs": 1,
@@ -97,6 +98,6 @@ def test_every_method_together_with_gradient_accumulation(
     result = pipe.run()
     logged = _logged(result.run_dir)
     assert logged
-    for name in ("adversarial.pgd", "adversarial.freelb", "adversarial.smart"):
+    for name in ("adversarial.pgd", "adversarial.freelb", "adversarial.smart", "adversarial.sam"):
         assert all(math.isfinite(h[f"loss/{name}"]) for h in logged), name
     assert math.isfinite(float(result.train["train_loss"]))

@@ -167,3 +167,20 @@ def test_bad_options_are_refused_with_the_field_named(options: dict[str, Any], f
 def test_declared_cost_is_one_extra_pass() -> None:
     assert SAM.extra_passes == 1.0
     assert SAM.uses_clean_gradient
+
+
+def test_sam_perturbs_only_the_trainable_weights_of_a_peft_model() -> None:
+    peft = pytest.importorskip("peft")
+    task = "sequence_classification"
+    base, batch = _setup(task)
+    config = peft.LoraConfig(
+        task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"]
+    )
+    model = peft.get_peft_model(base, config)
+    model.train()
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    result, grads = _step(model, batch, [SAM(rho=0.05)], task, WeightedSum())
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(grads) <= trainable and any("lora_" in n for n in grads)
+    assert result.parts["adversarial.sam"] > 0
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
