@@ -10,6 +10,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,10 @@ from augreg.bench import (
     write_reports,
 )
 from augreg.bench.report import require_matplotlib
-from augreg.bench.runner import execute, slots_for
+from augreg.bench.runner import execute, recipe_soup_entry, slots_for
 from augreg.bench.stats import mean_ci, paired_test, t_quantile
 from augreg.cli import app
-from augreg.errors import ConfigError
+from augreg.errors import AugregError, ConfigError
 from augreg.host import PluginHost
 from augreg.model_io import load_model
 
@@ -1145,6 +1146,72 @@ def test_cli_bench_with_a_soup_in_two_processes(
     assert again.exit_code == 0 and "0 run(s) to do, 3 done" in again.output
 
 
+@pytest.fixture
+def tiny_soup_recipe() -> Iterator[str]:
+    """A soup recipe of two core members (weights 3 and 1), registered for one test."""
+    from augreg import recipes
+    from augreg.recipes import Recipe, SoupMember
+
+    name = "tiny_soup_test"
+    members = (
+        SoupMember("smooth", 3.0, components=(("core.label_smoothing", {}),)),
+        SoupMember("regs", 1.0, recipe="core_regularizers"),
+    )
+    recipes.register(Recipe(name, "two core members, for tests", soup=members), replace=True)
+    yield name
+    recipes._RECIPES.pop(name, None)
+
+
+def test_bench_records_and_summarizes_a_soup_recipes_members(
+    tiny_soup_recipe: str, tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """A bench variant with a soup recipe records each member's metrics beside the soup's, and
+    its summary pairs every member with the base as well: a soup's gain reads against its
+    members' on the same seeds."""
+    spec = _spec(
+        tmp_path,
+        tiny_seq_model,
+        sentiment_files,
+        seeds=2,
+        also_metrics=["macro_f1"],
+        variants=[{"name": "souprec", "recipe": tiny_soup_recipe}],
+    )
+    plan = load_spec(spec)
+    assert plan.variant("souprec").components == ["soup(0.75 smooth + 0.25 regs)"]
+    outcome = run_bench(plan, isolate=False)
+    assert not outcome.failed and len(outcome.ran) == 4
+    records, _ = load_records(plan.folder)
+    record = records[f"{plan.variant('souprec').hash}-s1"]
+    assert record["components"] == ["soup(0.75 smooth + 0.25 regs)"]
+    soup = record["soup"]
+    assert soup["members"] == ["smooth", "regs"]
+    assert soup["weights"] == pytest.approx([0.75, 0.25])
+    for folder, metrics in zip(soup["models"], soup["metrics"], strict=True):
+        saved = json.loads((Path(folder) / "metrics.json").read_text())["eval"]
+        assert metrics == saved and set(metrics) == {"test", "ood"}
+    assert soup["metrics"][0] != record["metrics"]  # the member is not the soup
+    with pytest.raises(AugregError, match="not a soup recipe's run"):
+        recipe_soup_entry(records[f"{plan.base.hash}-s1"]["run_dir"])
+
+    summary, paths = write_reports(plan)
+    row = next(v for v in summary["variants"] if v["name"] == "souprec")
+    smooth = row["members"]["smooth"]["sets"]["ood"]
+    base = next(v for v in summary["variants"] if v["name"] == summary["base"])
+    expected = [
+        100 * r["soup"]["metrics"][0]["ood"]["accuracy"]
+        - base["sets"]["ood"]["per_seed"][r["seed"]]
+        for r in records.values()
+        if r.get("soup")
+    ]
+    assert smooth["diff"]["mean"] == pytest.approx(sum(expected) / 2)
+    assert "macro_f1" in row["members"]["regs"]["also"]
+    assert "members" not in base
+    md = paths["summary.md"].read_text()
+    assert "## soup recipe members, each alone: paired difference to base" in md
+    assert "## soup recipe members, each alone, macro_f1: paired difference to base" in md
+    assert "| souprec / smooth | 2/2 |" in md and "| souprec / regs | 2/2 |" in md
+
+
 def test_soup_components_show_unequal_weights(
     tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -1257,6 +1324,7 @@ def test_sigterm_to_the_bench_stops_its_run_processes(tmp_path: Path) -> None:
     [
         ("sst2_500_soup", ("adversarial.fgm", "counterfactual.negation")),
         ("sst2_500_sam", ("adversarial.sam",)),
+        ("sst2_500_confirm", ("adversarial.fgm", "counterfactual.negation")),
     ],
 )
 def test_a_committed_summary_is_what_its_committed_records_give(

@@ -69,6 +69,19 @@ def test_soup_recipe_resolves_members_against_the_config(
     assert "soup" not in tiny_pipeline().config.to_dict()
 
 
+def test_bench_summaries_name_a_soup_recipes_members(
+    tiny_soup: Recipe, tiny_pipeline: Callable[..., augreg.Pipeline]
+) -> None:
+    """A bench variant or record with recipe = "<soup>" lists its members and weights, not
+    "(none)" (its own component lists are empty: the members carry them)."""
+    from augreg.bench.spec import config_components
+
+    cfg = tiny_pipeline(recipe="tiny_soup_test", regularize=["core.embedding_noise"]).config
+    assert config_components(cfg) == ["soup(0.75 smooth + 0.25 regs)", "core.embedding_noise"]
+    plain = tiny_pipeline(regularize=["core.embedding_noise"]).config
+    assert config_components(plain) == ["core.embedding_noise"]
+
+
 def test_soup_recipe_errors_name_the_member(
     tiny_soup: Recipe, tiny_pipeline: Callable[..., augreg.Pipeline]
 ) -> None:
@@ -147,3 +160,7 @@ def test_small_data_soup_is_the_committed_bench_soup() -> None:
     assert tuple(config_hash(m) for m in members) == soup.soup_hashes
     weights = [m.weight for m in cfg.soup]
     assert tuple(w / sum(weights) for w in weights) == pytest.approx(soup.soup_weights)
+    confirm = load_spec(ROOT / "benchmarks" / "generalization" / "sst2_500_confirm.toml")
+    assert confirm.variant("small_data_soup").components == [
+        "soup(0.67 small_data_fgm + 0.33 negation)"
+    ]

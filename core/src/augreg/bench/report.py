@@ -137,6 +137,15 @@ def summarize(plan: BenchPlan, records: Mapping[str, Mapping[str, Any]]) -> dict
             "sets": set_rows(runs, metric, v is plan.base),
             "also": {m: set_rows(runs, m, v is plan.base) for m in plan.also_metrics},
         }
+        members = {
+            name: {
+                "sets": set_rows(m_runs, metric, False),
+                "also": {m: set_rows(m_runs, m, False) for m in plan.also_metrics},
+            }
+            for name, m_runs in _soup_member_runs(runs).items()
+        }
+        if members:  # a soup recipe's runs: each member's figures, paired with the base too
+            entry["members"] = members
         first_of.setdefault(v.hash, v.name)
         cost = _cost(runs)
         for key in ("wall_seconds", "seconds_per_step", "peak_memory_mb"):
@@ -159,6 +168,22 @@ def summarize(plan: BenchPlan, records: Mapping[str, Mapping[str, Any]]) -> dict
         "runs": len(used),
         "adopted": sum(1 for r in used.values() if r.get("adopted_from")),
     }
+
+
+def _soup_member_runs(
+    runs: Mapping[int, Mapping[str, Any]],
+) -> dict[str, dict[int, dict[str, Any]]]:
+    """Per member of a soup recipe, its runs as records with only ``metrics``: read from the
+    ``soup`` entry that the bench adds to the record of a run whose config has a soup
+    (members, and each member's metrics). Soup variants' records, whose members are runs of
+    their own, carry no member metrics and give nothing here."""
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for seed, record in runs.items():
+        soup = record.get("soup") or {}
+        for name, metrics in zip(soup.get("members", []), soup.get("metrics") or [], strict=False):
+            if metrics:
+                out.setdefault(str(name), {})[seed] = {"metrics": metrics}
+    return out
 
 
 def _reported(summary: Mapping[str, Any], also: str) -> bool:
@@ -234,7 +259,7 @@ def _load_differs(cost: Mapping[str, Any], base: Mapping[str, Any]) -> bool | No
 
 def _time_ratio(cost: Mapping[str, Any]) -> str:
     """The time ratio, marked with ``*`` when the runs' machine loads differ (see the notes)."""
-    text = _f(cost["wall_seconds_ratio"])
+    text = _f(cost.get("wall_seconds_ratio"))
     return text + "*" if text and cost.get("load_differs") else text
 
 
@@ -255,15 +280,28 @@ def _p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _member_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The members of the soup recipes among the variants, as rows for :func:`_glance`: each
+    member trained alone, named ``<variant> / <member>``, with no cost of its own."""
+    return [
+        {"name": f"{v['name']} / {name}", "cost": {}, **figures}
+        for v in summary["variants"]
+        for name, figures in (v.get("members") or {}).items()
+    ]
+
+
 def _glance(
-    summary: Mapping[str, Any], also: str | None = None
+    summary: Mapping[str, Any],
+    also: str | None = None,
+    variants: Sequence[Mapping[str, Any]] | None = None,
+    title: str = "at a glance",
 ) -> tuple[str, list[str], list[list[str]]]:
     """One row per variant: its paired difference to the base on every set, and its cost;
     for the primary metric, or for ``also``, one of the spec's ``also_metrics``."""
     base, n_seeds = summary["base"], len(summary["seeds"])
     head = ["variant", "runs", *(f"{s}: Δ vs {base} (p)" for s in summary["sets"]), "time x"]
     rows = []
-    for v in summary["variants"]:
+    for v in summary["variants"] if variants is None else variants:
         by_set = v["sets"] if also is None else v.get("also", {}).get(also, {})
         runs = min((by_set[s]["n"] for s in summary["sets"] if s in by_set), default=0)
         cells = []
@@ -280,8 +318,8 @@ def _glance(
                 cells.append(f"{d['mean']:+.2f}" + (f" (p{p})" if p else ""))
         rows.append([v["name"], f"{runs}/{n_seeds}", *cells, _time_ratio(v["cost"])])
     if also is not None:
-        return (f"at a glance, {also}: paired difference to {base}", head, rows)
-    return (f"at a glance: paired difference to {base}", head, rows)
+        return (f"{title}, {also}: paired difference to {base}", head, rows)
+    return (f"{title}: paired difference to {base}", head, rows)
 
 
 def tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -291,6 +329,15 @@ def tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[s
     tables += [
         _glance(summary, m) for m in summary.get("also_metrics", []) if _reported(summary, m)
     ]
+    members = _member_rows(summary)
+    if members:  # what each soup recipe's members give alone, on the same seeds
+        title = "soup recipe members, each alone"
+        tables.append(_glance(summary, variants=members, title=title))
+        tables += [
+            _glance(summary, m, members, title)
+            for m in summary.get("also_metrics", [])
+            if _reported(summary, m)
+        ]
     for eval_set in summary["sets"]:
         head = [
             "variant",

@@ -35,8 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from augreg.bench.spec import BenchPlan, config_hash
-from augreg.config import SECTIONS, PipelineConfig, set_dotted, validate
+from augreg.bench.spec import BenchPlan, config_components, config_hash
+from augreg.config import PipelineConfig, set_dotted, validate
 from augreg.errors import AugregError
 
 __all__ = ["BenchOutcome", "RunJob", "execute", "load_records", "plan_jobs", "run_bench"]
@@ -279,11 +279,7 @@ def make_record(
         "config_hash": config_hash,
         "seed": seed,
         "variants": list(variants),
-        "components": (
-            [s.name for section in SECTIONS for s in getattr(cfg, section)]
-            if isinstance(cfg, PipelineConfig)
-            else list(cfg)
-        ),
+        "components": config_components(cfg) if isinstance(cfg, PipelineConfig) else list(cfg),
         "metrics": dict(metrics),
         **{name: train.get(name) for name in RECORD_TRAIN_FIELDS},
         "threads": threads,
@@ -316,8 +312,38 @@ def execute(job: RunJob) -> dict[str, Any]:
     with LoadSampler() as load:
         result = Pipeline.from_validated(cfg).run(job.folder)
     record = _job_record(job, cfg, result.metrics, result.train, result.run_dir, started, load)
+    if cfg.soup:
+        record["soup"] = recipe_soup_entry(result.run_dir)
     _write_json_atomic(job.record_path, record)
     return record
+
+
+def recipe_soup_entry(run_dir: str | Path) -> dict[str, Any]:
+    """The ``soup`` entry of the record of a run whose config has a soup (a soup recipe): its
+    members' names, normalised weights, run folders, and each member's metrics per evaluation
+    set, read from the run's ``soup.json`` and the members' ``metrics.json``. The summary pairs
+    each member with the base as well, so a soup's gain can be read against its members'.
+
+    Raises:
+        AugregError: the run folder has no ``soup.json`` (not a soup recipe's run).
+    """
+    from augreg.soup import SOUP_FILE
+
+    path = Path(run_dir) / SOUP_FILE
+    if not path.is_file():
+        raise AugregError(f"augreg: {run_dir} has no {SOUP_FILE}: it is not a soup recipe's run")
+    members = json.loads(path.read_text(encoding="utf-8")).get("members") or []
+    metrics: list[dict[str, Any] | None] = []
+    for m in members:
+        file = Path(m["run"]) / "metrics.json"
+        data = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+        metrics.append(data.get("eval"))
+    return {
+        "members": [Path(m["run"]).name for m in members],
+        "weights": [m["weight"] for m in members],
+        "models": [m["run"] for m in members],
+        "metrics": metrics,
+    }
 
 
 def _job_record(

@@ -218,14 +218,32 @@ class Variant:
 
     @property
     def components(self) -> list[str]:
+        """What the variant trains with, for the summary: component names, or for a soup
+        (a soup variant, or a soup recipe's members set on the config) ``soup(0.67 a + 0.33
+        b)``, the weights normalised."""
         if self.soup:
-            equal = len(set(self.soup_weights)) <= 1
-            parts = [
-                name if equal else f"{w:.2f} {name}"
-                for name, w in zip(self.soup, self.soup_weights, strict=True)
-            ]
-            return [f"soup({' + '.join(parts)})"]
-        return [s.name for section in SECTIONS for s in getattr(self.config, section)]
+            return [soup_label(self.soup, self.soup_weights)]
+        return config_components(self.config)
+
+
+def soup_label(names: Sequence[str], weights: Sequence[float]) -> str:
+    """``soup(a + b)`` for equal weights, else ``soup(0.67 a + 0.33 b)`` (normalised)."""
+    total = sum(weights)
+    equal = len(set(weights)) <= 1
+    parts = [
+        name if equal else f"{w / total:.2f} {name}" for name, w in zip(names, weights, strict=True)
+    ]
+    return f"soup({' + '.join(parts)})"
+
+
+def config_components(cfg: PipelineConfig) -> list[str]:
+    """A config's component names in section order; for a config whose ``soup`` is set (a
+    soup recipe), the soup's label followed by the components every member shares."""
+    shared = [s.name for section in SECTIONS for s in getattr(cfg, section)]
+    if cfg.soup:
+        label = soup_label([m.name for m in cfg.soup], [m.weight for m in cfg.soup])
+        return [label, *shared]
+    return shared
 
 
 @dataclass
