@@ -1207,8 +1207,9 @@ def test_bench_records_and_summarizes_a_soup_recipes_members(
     assert "macro_f1" in row["members"]["regs"]["also"]
     assert "members" not in base
     md = paths["summary.md"].read_text()
-    assert "## soup recipe members, each alone: paired difference to base" in md
-    assert "## soup recipe members, each alone, macro_f1: paired difference to base" in md
+    assert "## soup recipe members and teachers, each alone: paired difference to base" in md
+    title = "## soup recipe members and teachers, each alone"
+    assert f"{title}, macro_f1: paired difference to base" in md
     assert "| souprec / smooth | 2/2 |" in md and "| souprec / regs | 2/2 |" in md
 
 

@@ -195,7 +195,7 @@ def validate(
     config: Annotated[Path, typer.Argument(help="Pipeline config (TOML or YAML).")],
 ) -> None:
     """Check a config (structure, components, options, conflicts, files) without loading models."""
-    from augreg.config import load_config
+    from augreg.config import load_config, teacher_label
 
     try:
         cfg = load_config(config)
@@ -213,6 +213,9 @@ def validate(
             f"{m.name} (weight {m.weight:g}: {', '.join(c['name'] for c in m.components)})"
             for m in cfg.soup
         )
+    if cfg.teacher is not None:
+        tasks += f"; a teacher trained first ({teacher_label(cfg.teacher)}), then this model "
+        tasks += "from it"
     out.print(
         f"augreg: {config} is valid ({len(comps)} component{'' if len(comps) == 1 else 's'}: "
         f"{', '.join(comps) or 'none'}{tasks})"

@@ -18,6 +18,10 @@ never found by branching on class names:
   unlabelled batch as large as the labelled one; the run report multiplies them by the ratio.
   A component whose use of unlabelled text depends on its options (distillation with
   ``unlabeled = true``) overrides the class method :meth:`Component.uses_unlabelled` instead.
+* ``teacher_option``: the name of the option that names a model the component learns from
+  (``"teacher"`` for ``objectives.distillation``). A config with a teacher stage
+  (``[teacher]``, or a recipe with a ``teacher``) trains that teacher first, in the run's
+  ``teacher/`` folder, and fills the option with it; the option is left unset in the config.
 * ``needs_model`` (augmenters): the augmenter writes its views against the model being
   trained (adversarial examples). The core hands it the model through
   :meth:`Augmenter.use_model` at the start of the epochs :meth:`Augmenter.refresh_epoch`
@@ -223,6 +227,10 @@ class Component:
     supports_multitask: ClassVar[bool] = True
     """False for a component that cannot serve several task heads at once (a distillation
     teacher predicts one task's labels); a multi-task pipeline with it is a config error."""
+    teacher_option: ClassVar[str | None] = None
+    """The option naming the model the component learns from (``"teacher"`` for
+    ``objectives.distillation``), or None. A config with a teacher stage (``[teacher]``)
+    trains the teacher first and fills this option with its run folder."""
 
     class Options(_Options):
         """No options."""

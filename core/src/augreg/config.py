@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from augreg.components import Component, Kind
 from augreg.errors import ConfigError, OptionsError, Problem
@@ -282,22 +282,59 @@ class ComponentSpec(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class SoupMemberConfig(_Strict):
+class _ModelAdds(_Strict):
+    """What a model trained on a config besides its own (a soup member, a teacher) adds to
+    the config: components, and the settings its recipe fills."""
+
+    components: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Components it trains with besides the config's: "
+        "{name = ..., options}, each appended to the section of its kind.",
+    )
+    settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="data/train options its recipe sets (those the config leaves unset).",
+    )
+
+
+class SoupMemberConfig(_ModelAdds):
     """One model of a soup (resolved from a soup recipe): what it adds to the config it is
     trained on, and its weight in the average. See :mod:`augreg.soup`."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Member name (its folder).")
     weight: float = Field(gt=0, description="Weight in the average (normalised).")
-    components: list[dict[str, Any]] = Field(
-        default_factory=list,
-        description="Components the member trains with besides the config's: "
-        "{name = ..., options}, each appended to the section of its kind.",
-    )
-    settings: dict[str, dict[str, Any]] = Field(
-        default_factory=dict,
-        description="data/train options the member's recipe sets (those the config leaves unset).",
-    )
     recipe: str | None = Field(None, description="The soup recipe it comes from (a label).")
+
+
+#: The value a teacher stage gives the ``teacher_option`` of the components that learn from
+#: it (``objectives.distillation``'s ``teacher``) until the teacher is trained: in a run it
+#: becomes the teacher's run folder.
+TEACHER_STAGE = "@teacher"
+
+
+class TeacherConfig(_ModelAdds):
+    """A teacher stage: a model trained first, on this config, that the components with a
+    ``teacher_option`` (``objectives.distillation``) learn from. See :func:`teacher_config`.
+    Its ``recipe`` is resolved when the config is validated: what the recipe adds becomes
+    ``components``, ``settings`` and ``soup``, and ``label`` keeps its name."""
+
+    recipe: str | list[str] | None = Field(
+        None, description="Recipe(s) the teacher trains with (a soup recipe too)."
+    )
+    soup: list[SoupMemberConfig] = Field(
+        default_factory=list,
+        description="The teacher's soup, when its recipe is a soup recipe (resolved).",
+    )
+    label: str | None = Field(None, description="What the teacher is (its recipe's name).")
+
+    @model_validator(mode="after")
+    def _trains_something(self) -> TeacherConfig:
+        if not self.recipe and not self.components and not self.soup:
+            raise ValueError(
+                'trains nothing of its own; give it a recipe (recipe = "small_data_soup") '
+                "or components"
+            )
+        return self
 
 
 class TrainConfig(_Strict):
@@ -371,6 +408,12 @@ class PipelineConfig(_Strict):
         description='A model soup (from a soup recipe, recipe = "small_data_soup"): each '
         "member is trained on this config with its own components and the same seed, and the "
         "run's model is the weighted average of theirs.",
+    )
+    teacher: TeacherConfig | None = Field(
+        None,
+        description="A teacher stage: a model trained first on this config (same data and "
+        "seed) with its own recipe or components, in the run's teacher/ folder; the "
+        "components that learn from a teacher (objectives.distillation) then learn from it.",
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -455,6 +498,30 @@ def _split_spec(item: Any) -> tuple[str | None, dict[str, Any]]:
     return None, {}
 
 
+def _fill_teacher_option(cls: Any, options: dict[str, Any], stage: Any) -> str | None:
+    """Give a component that learns from a teacher (``cls.teacher_option``) the teacher
+    stage's placeholder, when the config has a stage and the option is unset; the message of
+    a mismatch (the option names another teacher, or the placeholder has no stage)."""
+    option = getattr(cls, "teacher_option", None)
+    if not option:
+        return None
+    given = options.get(option)
+    if stage is None:
+        if given == TEACHER_STAGE:
+            return (
+                f"{option} = {TEACHER_STAGE!r} names the teacher stage, and the config has "
+                'none; add [teacher] (recipe = "...") or name a teacher run folder'
+            )
+        return None
+    if given is None or given == TEACHER_STAGE:
+        options[option] = TEACHER_STAGE
+        return None
+    return (
+        f"names its own {option} ({given!r}) and the config has a teacher stage ([teacher]); "
+        f"remove one (with a stage, leave {option} unset: the run fills it)"
+    )
+
+
 def _normalize_combiner(data: dict[str, Any], host: PluginHost) -> list[Problem]:
     """Check ``train.combiner`` (a name or a mapping) and store it as ``{name, options}``."""
     train = data.get("train")
@@ -537,6 +604,9 @@ def validate(
                         origin=info.origin,
                     )
                 )
+            stage_problem = _fill_teacher_option(info.cls, options, data.get("teacher"))
+            if stage_problem:
+                problems.append(Problem(where, stage_problem, component=name, origin=info.origin))
             try:
                 # Store every option, defaults included: the resolved config says it all.
                 options = info.cls.validate_options(options).model_dump(mode="json")
@@ -666,6 +736,8 @@ def validate(
             problems.extend(_check_unlabelled(cfg, host))
         if cfg.soup:
             problems.extend(_check_soup(cfg, host))
+        if cfg.teacher is not None:
+            problems.extend(_check_teacher(cfg, host))
         if not cfg.tasks:
             problems.extend(_check_expand_first(cfg, host))
         for i, spec in enumerate(cfg.augment):
@@ -1025,7 +1097,8 @@ def _check_unlabelled(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:
 def expand_recipes(
     data: dict[str, Any], host: PluginHost, stated: Mapping[str, Sequence[str]] | None = None
 ) -> list[Problem]:
-    """Replace a config's ``recipe`` key (a name or a list) by the recipes' components.
+    """Replace a config's ``recipe`` key (a name or a list) by the recipes' components, and a
+    teacher stage's ``recipe`` by what it trains (:func:`_expand_teacher`).
 
     Each component is appended to the section of its kind, after the config's own, so the
     resolved config names every component. A recipe's ``settings`` fill the ``data`` and
@@ -1035,6 +1108,17 @@ def expand_recipes(
     ``stated`` names the options per section that count as set when ``data`` is a resolved
     config, where every option has a value (a bench variant of a base config file).
     """
+    problems = _expand_named_recipes(data, host, stated)
+    teacher = data.get("teacher")
+    if isinstance(teacher, Mapping) and teacher.get("recipe"):
+        problems.extend(_expand_teacher(data, host, stated))
+    return problems
+
+
+def _expand_named_recipes(
+    data: dict[str, Any], host: PluginHost, stated: Mapping[str, Sequence[str]] | None
+) -> list[Problem]:
+    """:func:`expand_recipes` for the config's own ``recipe`` key."""
     from augreg import recipes
     from augreg.host import _SECTION
 
@@ -1053,6 +1137,17 @@ def expand_recipes(
         if recipes.get(name).is_soup:
             problems.extend(_expand_soup(data, recipes.get(name), host, stated))
             continue
+        teacher = recipes.get(name).teacher
+        if teacher is not None:
+            if data.get("teacher"):
+                problems.append(
+                    Problem(f"recipe {name!r}", "the config has a teacher stage already; keep one")
+                )
+                continue
+            data["teacher"] = {
+                "recipe": teacher.recipe,
+                "components": [{"name": n, **dict(o)} for n, o in teacher.components],
+            }
         for spec in recipes.get(name).specs():
             info = host.find(spec["name"])
             if info is None:
@@ -1063,6 +1158,60 @@ def expand_recipes(
             items = [items] if isinstance(items, (str, Mapping)) else list(items)
             data[section] = [*items, spec]
         problems.extend(_fill_recipe_settings(data, recipes.get(name), filled, stated))
+    return problems
+
+
+def _as_list(items: Any) -> list[Any]:
+    if items is None:
+        return []
+    return [items] if isinstance(items, (str, Mapping)) else list(items)
+
+
+def _expand_teacher(
+    data: dict[str, Any], host: PluginHost, stated: Mapping[str, Sequence[str]] | None
+) -> list[Problem]:
+    """Resolve a teacher stage's recipe against the config, as the config's own would be:
+    expanded on a copy of the config, what it adds (components, the data and train settings
+    it fills, a soup) becomes the stage's ``components``, ``settings`` and ``soup``, so the
+    teacher's config needs no recipe of its own (and a setting the config leaves unset stays
+    free for the teacher's recipe to fill)."""
+    import copy
+
+    from augreg.recipes import SETTING_SECTIONS
+
+    teacher = dict(data["teacher"])
+    names = teacher.pop("recipe")
+    trial = copy.deepcopy({k: v for k, v in data.items() if k != "teacher"})
+    trial.pop("soup", None)
+    trial["recipe"] = names
+    before = {section: len(_as_list(trial.get(section))) for section in SECTIONS}
+    found = _expand_named_recipes(trial, host, stated)
+    problems = [
+        Problem(f"teacher {p.where}", p.message, p.component, p.origin, p.hint) for p in found
+    ]
+    if trial.get("teacher") is not None:
+        problems.append(Problem("teacher recipe", "has a teacher stage itself; use one stage"))
+    if problems:
+        return problems
+    added = [
+        spec for section in SECTIONS for spec in _as_list(trial.get(section))[before[section] :]
+    ]
+    settings: dict[str, dict[str, Any]] = {}
+    for section in SETTING_SECTIONS:
+        mine = data.get(section) if isinstance(data.get(section), Mapping) else {}
+        theirs = trial.get(section) if isinstance(trial.get(section), Mapping) else {}
+        missing = object()  # trial is a copy of data: what differs, the recipe set
+        filled = {k: v for k, v in (theirs or {}).items() if (mine or {}).get(k, missing) != v}
+        if filled:
+            settings[section] = filled
+    label = teacher.get("label") or (names if isinstance(names, str) else " + ".join(names))
+    data["teacher"] = {
+        **teacher,
+        "components": [*_as_list(teacher.get("components")), *added],
+        "settings": settings,
+        "soup": trial.get("soup") or [],
+        "label": label,
+    }
     return problems
 
 
@@ -1136,6 +1285,99 @@ def _expand_soup(
     return problems
 
 
+def _learns_from_teacher(name: str, host: PluginHost) -> bool:
+    found = host.find(name)
+    return found is not None and bool(getattr(found.cls, "teacher_option", None))
+
+
+def teacher_config(cfg: PipelineConfig, host: PluginHost | None = None) -> dict[str, Any]:
+    """The raw config the teacher stage trains: the config's model, task, data and training
+    settings and seed, its components except those that learn from the teacher, plus the
+    teacher's recipe and components; without ``data.unlabelled`` (the student's) and without
+    the stage. Named ``<name>-teacher``."""
+    from augreg.host import default_host
+
+    host = host or default_host()
+    assert cfg.teacher is not None
+    raw = cfg.to_dict()
+    raw.pop("teacher", None)
+    for section in SECTIONS:
+        raw[section] = [s for s in raw[section] if not _learns_from_teacher(s["name"], host)]
+    _add_to_config(raw, cfg.teacher, host)
+    if cfg.teacher.soup:
+        raw["soup"] = [m.model_dump(mode="json") for m in cfg.teacher.soup]
+    if cfg.teacher.recipe:  # not resolved (a config validated without expand_recipes)
+        raw["recipe"] = cfg.teacher.recipe
+    data = raw.get("data") or {}
+    data.pop("unlabelled", None)
+    data.pop("unlabelled_ratio", None)
+    raw["name"] = f"{raw.get('name', 'augreg')}-teacher"
+    return raw
+
+
+def teacher_label(teacher: TeacherConfig) -> str:
+    """What a teacher stage trains, for messages: its recipe's name, else its components'
+    names (and its soup's members)."""
+    if teacher.label:
+        return teacher.label
+    if isinstance(teacher.recipe, str):
+        return teacher.recipe
+    names = list(teacher.recipe or []) + [str(c.get("name")) for c in teacher.components]
+    names += [f"soup member {m.name}" for m in teacher.soup]
+    return ", ".join(names)
+
+
+def student_config(cfg: PipelineConfig, teacher_run: str | Path) -> dict[str, Any]:
+    """The raw config of the model a teacher stage trains after its teacher: the config
+    without the stage, each component that learns from a teacher given ``teacher_run``."""
+    from augreg.host import default_host
+
+    host = default_host()
+    raw = cfg.to_dict()
+    raw.pop("teacher", None)
+    for section in SECTIONS:
+        for spec in raw[section]:
+            found = host.find(spec["name"])
+            option = getattr(found.cls, "teacher_option", None) if found is not None else None
+            if option and spec.get(option) == TEACHER_STAGE:
+                spec[option] = str(teacher_run)
+    return raw
+
+
+def _check_teacher(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:
+    """A teacher stage: single-task, not with a soup, a component that learns from it, and a
+    valid teacher config (its problems prefixed ``teacher``)."""
+    if cfg.tasks:
+        return [Problem("teacher", "a teacher stage is single-task for now; remove [[tasks]]")]
+    if cfg.soup:
+        return [
+            Problem(
+                "teacher",
+                "the config is a soup and has a teacher stage; give the soup recipe to the "
+                'teacher instead ([teacher] recipe = "...")',
+            )
+        ]
+    problems: list[Problem] = []
+    if not any(
+        _learns_from_teacher(s.name, host) for section in SECTIONS for s in getattr(cfg, section)
+    ):
+        problems.append(
+            Problem(
+                "teacher",
+                "no component learns from the teacher; add one, e.g. objectives.distillation "
+                "(pip install augreg-objectives)",
+            )
+        )
+    try:
+        validate(teacher_config(cfg, host), source="teacher", host=host)
+    except ConfigError as exc:
+        problems.extend(
+            Problem(f"teacher {p.where}", p.message, p.component, p.origin, p.hint)
+            for p in exc.problems
+        )
+    return problems
+
+
 def soup_member_config(cfg: PipelineConfig | Mapping[str, Any], member: Any) -> dict[str, Any]:
     """The raw config one soup member trains with: the soup's config without the soup, its
     components appended to their sections, its settings merged, named ``<name>-<member>``.
@@ -1144,21 +1386,27 @@ def soup_member_config(cfg: PipelineConfig | Mapping[str, Any], member: Any) -> 
     """
     import copy
 
-    from augreg.host import _SECTION, default_host
+    from augreg.host import default_host
 
     raw = cfg.to_dict() if isinstance(cfg, PipelineConfig) else copy.deepcopy(dict(cfg))
     m = member if isinstance(member, SoupMemberConfig) else SoupMemberConfig.model_validate(member)
     raw.pop("soup", None)
-    host = default_host()
-    for spec in m.components:
-        info = host.find(spec["name"])
-        section = _SECTION[info.kind] if info is not None else "augment"
-        items = raw.get(section) or []
-        raw[section] = [*([items] if isinstance(items, (str, Mapping)) else items), dict(spec)]
-    for sec, values in m.settings.items():
-        raw[sec] = {**(raw.get(sec) or {}), **values}
+    _add_to_config(raw, m, default_host())
     raw["name"] = f"{raw.get('name', 'augreg')}-{m.name}"
     return raw
+
+
+def _add_to_config(raw: dict[str, Any], adds: _ModelAdds, host: PluginHost) -> None:
+    """Append ``adds``' components to the sections of their kinds in ``raw`` and merge its
+    settings into ``data`` and ``train`` (in place)."""
+    from augreg.host import _SECTION
+
+    for spec in adds.components:
+        info = host.find(str(spec.get("name")))
+        section = _SECTION[info.kind] if info is not None else "augment"
+        raw[section] = [*_as_list(raw.get(section)), dict(spec)]
+    for sec, values in adds.settings.items():
+        raw[sec] = {**(raw.get(sec) or {}), **values}
 
 
 def _check_soup(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:

@@ -121,6 +121,10 @@ class Pipeline:
         train: Training settings; see :class:`augreg.config.TrainConfig`.
         recipe: A named recipe or a list of them (:mod:`augreg.recipes`): their components
             are appended after the ones given, their settings fill the options left unset.
+        teacher: A teacher stage, ``{"recipe": ..., "components": [...]}``
+            (:class:`augreg.config.TeacherConfig`): a model trained first on this config, that
+            the components with a ``teacher_option`` (``objectives.distillation``, its
+            ``teacher`` left unset) learn from.
         name: Pipeline name (run folder prefix).
         base_dir: Folder that relative data paths resolve from.
         host: The plugin host (default: the process host with all installed plugins).
@@ -144,6 +148,7 @@ class Pipeline:
         adapters: Sequence[Any] = (),
         train: Any = None,
         recipe: str | Sequence[str] | None = None,
+        teacher: Mapping[str, Any] | None = None,
         name: str = "augreg",
         base_dir: str | Path = ".",
         host: PluginHost | None = None,
@@ -167,6 +172,8 @@ class Pipeline:
             raw["multitask"] = multitask
         if recipe is not None:
             raw["recipe"] = recipe if isinstance(recipe, str) else list(recipe)
+        if teacher is not None:
+            raw["teacher"] = dict(teacher)
         given = {
             "augment": augment,
             "inject": inject,
@@ -396,6 +403,8 @@ class Pipeline:
             return self._run_multitask(output_dir, callbacks)
         if cfg.soup:
             return self._run_soup(output_dir, callbacks)
+        if cfg.teacher is not None:
+            return self._run_with_teacher(output_dir, callbacks)
         run_dir, main = self._start_run(output_dir)
         t0 = time.perf_counter()
         bundle = self.load_data()
@@ -620,6 +629,62 @@ class Pipeline:
         report["train"] = train
         report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         return RunResult(run_dir, soup.metrics, train, cfg)
+
+    def _run_with_teacher(
+        self, output_dir: str | Path | None, callbacks: Sequence[Any]
+    ) -> RunResult:
+        """:meth:`run` for a pipeline with a teacher stage: the teacher trained first on the
+        config (:func:`augreg.config.teacher_config`, the same seed) in ``<run>/teacher/``
+        with its model saved, then the run's own model, whose components that learn from a
+        teacher get that folder (:func:`augreg.config.student_config`). The run folder is
+        the student's, with ``config.yaml`` the whole config (stage included) and the
+        student's own in ``student.yaml``; training figures add up both models'."""
+        from augreg.config import student_config, teacher_config, teacher_label
+        from augreg.soup import summed_training
+
+        cfg = self.config
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise AugregError(
+                "augreg: a teacher stage trains the teacher and then the student in one "
+                "process; run it without torchrun, or train the teacher as a run of its own "
+                "and name its folder in the student's teacher option"
+            )
+        assert cfg.teacher is not None
+        run_dir = self.run_dir(output_dir)
+        run_dir = claim_folder(run_dir) if not cfg.train.run_name else run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        raw = teacher_config(cfg)
+        raw["train"] = {
+            **raw["train"],
+            "run_name": "teacher",
+            "output_dir": str(run_dir),
+            "save_model": True,
+        }
+        _console_print(f"augreg: teacher stage 1/2: the teacher ({teacher_label(cfg.teacher)})")
+        teacher_cfg = validate(raw, source="teacher")
+        folder = run_dir / "teacher"
+        if folder.exists():
+            shutil.rmtree(folder)  # a teacher left by an interrupted run: trained again
+        teacher = Pipeline.from_validated(teacher_cfg).run(callbacks=callbacks)
+        raw = student_config(cfg, teacher.run_dir)
+        raw["train"] = {**raw["train"], "run_name": run_dir.name, "output_dir": str(run_dir.parent)}
+        _console_print(f"augreg: teacher stage 2/2: the student, learning from {teacher.run_dir}")
+        student = Pipeline.from_validated(validate(raw, source="student")).run(callbacks=callbacks)
+        assert student.config is not None
+        _write_yaml(run_dir / "student.yaml", absolute_config(student.config))
+        _write_yaml(run_dir / "config.yaml", absolute_config(cfg))
+        train = {
+            **summed_training([teacher.train, student.train]),
+            "teacher": teacher.train,
+            "student": student.train,
+        }
+        train["wall_seconds"] = round(time.perf_counter() - t0, 3)
+        report_path = run_dir / "metrics.json"
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        report["train"] = train
+        report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        return RunResult(run_dir, student.metrics, train, cfg)
 
     def _run_multitask(self, output_dir: str | Path | None, callbacks: Sequence[Any]) -> RunResult:
         """:meth:`run` for a pipeline with ``tasks``: shared encoder, one head per task.

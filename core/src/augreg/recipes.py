@@ -49,10 +49,25 @@ Registered recipes:
     ROC AUC +0.97 (p < 0.001) and +0.75 (p = 0.017). Short of +1 on SST-2. Cost: both
     members' training (about 3.5x plain fine-tuning), one model at inference.
 
+``small_data_distilled``
+    A teacher stage (``teacher=Teacher(recipe="small_data_soup")``): the ``small_data_soup``
+    model is trained first, on the config, then the run's model is a fresh fine-tune that
+    learns from the soup's logits (``objectives.distillation``, alpha 0.5, temperature 2) on
+    the labelled examples and on ``data.unlabelled`` (2 unlabelled texts per labelled one;
+    the config must name them, e.g. ``unlabelled = "train:rest"`` with ``train_size``).
+    Self-training with soft labels (Hinton et al. 2015; Xie et al. 2020, noisy student; Du
+    et al. 2021 for language understanding). Needs augreg-adversarial, augreg-counterfactual
+    and augreg-objectives. Screened on 3 seeds; measured in
+    ``benchmarks/generalization/sst2_500_distilled.toml`` (README). Cost: the soup's
+    training plus the student's (about 3x plain fine-tuning: three times the examples per
+    step and a teacher forward), one model at inference.
+
 A soup recipe (``soup=(SoupMember(...), ...)``) names members instead of components: used as
 ``recipe = "<name>"``, it sets the config's ``soup``, and ``augreg run`` trains each member
 (the config's components plus the member's, the run's seed) and averages them; see
-:mod:`augreg.soup`.
+:mod:`augreg.soup`. A recipe with a ``teacher`` (:class:`Teacher`) sets the config's teacher
+stage: ``augreg run`` trains the teacher first in ``<run>/teacher/`` and fills the
+``teacher`` option of the recipe's components that learn from one.
 """
 
 from __future__ import annotations
@@ -72,6 +87,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Recipe",
     "SoupMember",
+    "Teacher",
     "UnknownRecipeError",
     "get",
     "names",
@@ -125,6 +141,28 @@ class SoupMember:
 
 
 @dataclass(frozen=True)
+class Teacher:
+    """The teacher stage of a recipe: a model trained first on the config, with a recipe
+    (a soup recipe too) and/or components, that the recipe's components learn from.
+
+    Attributes:
+        recipe: The recipe the teacher trains with, or None.
+        components: ``(component name, options)`` pairs the teacher trains with besides.
+    """
+
+    recipe: str | None = None
+    components: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.recipe is None and not self.components:
+            raise ValueError(
+                "augreg: a teacher trains nothing of its own; give a recipe or components"
+            )
+        frozen = tuple((n, MappingProxyType(dict(o))) for n, o in self.components)
+        object.__setattr__(self, "components", frozen)
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A named list of components with their options.
 
@@ -139,6 +177,9 @@ class Recipe:
             {"augmentation": "per_epoch"}}``; sections ``data`` and ``train``). They fill
             what a config leaves unset; a setting the config states wins, and validation then
             says what the component needs.
+        teacher: A teacher stage (:class:`Teacher`): a model trained first on the config,
+            which the recipe's components that learn from a teacher (``teacher_option``,
+            e.g. ``objectives.distillation``) learn from. Sets the config's ``teacher``.
 
     Example:
         >>> smooth = (("core.label_smoothing", {"epsilon": 0.2}),)
@@ -152,6 +193,7 @@ class Recipe:
     components: tuple[tuple[str, Mapping[str, Any]], ...] = field(default_factory=tuple)
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     soup: tuple[SoupMember, ...] = field(default_factory=tuple)
+    teacher: Teacher | None = None
 
     def __post_init__(self) -> None:
         if not RECIPE_NAME_RE.match(self.name):
@@ -163,6 +205,11 @@ class Recipe:
             raise ValueError(
                 f"augreg: recipe {self.name!r} has a soup and components or settings; a soup "
                 "recipe's members carry their own (give each member its recipe or components)"
+            )
+        if self.teacher is not None and not self.components:
+            raise ValueError(
+                f"augreg: recipe {self.name!r} has a teacher and no component to learn from it; "
+                "add one (e.g. objectives.distillation)"
             )
         if self.soup and len(self.soup) < 2:
             raise ValueError(f"augreg: soup recipe {self.name!r} needs two or more members")
@@ -326,5 +373,32 @@ register(
             ),
             SoupMember("negation", 1.0, components=(("counterfactual.negation", {}),)),
         ),
+    )
+)
+
+
+register(
+    Recipe(
+        "small_data_distilled",
+        "The small_data_soup model as a teacher, distilled into a fresh fine-tune on "
+        "unlabelled in-domain text (self-training with soft labels: Hinton et al. 2015; Xie "
+        "et al. 2020; Du et al. 2021): a teacher stage trains the soup first on the config "
+        "(same data and seed), then the run's model learns from the soup's logits "
+        "(objectives.distillation, alpha 0.5, temperature 2, needs augreg-objectives) on the "
+        "labelled examples and on data.unlabelled, 2 unlabelled per labelled example. The "
+        'config must give data.unlabelled (a file of texts, or "train:rest" with '
+        "data.train_size). Screened on SST-2 with 500 labelled examples and the other 6,420 "
+        "unlabelled (MiniLM, seeds 1 to 3, paired): see the README; the pre-registered "
+        "comparison is benchmarks/generalization/sst2_500_distilled.toml. Cost: the soup's "
+        "training (about 3.5x plain fine-tuning) plus the student's (about 3x: three times "
+        "the examples per step and a teacher forward), one model at inference.",
+        (
+            (
+                "objectives.distillation",
+                {"unlabeled": True, "alpha": 0.5, "temperature": 2.0},
+            ),
+        ),
+        settings={"data": {"unlabelled_ratio": 2}},
+        teacher=Teacher(recipe="small_data_soup"),
     )
 )

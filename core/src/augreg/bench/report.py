@@ -173,16 +173,25 @@ def summarize(plan: BenchPlan, records: Mapping[str, Mapping[str, Any]]) -> dict
 def _soup_member_runs(
     runs: Mapping[int, Mapping[str, Any]],
 ) -> dict[str, dict[int, dict[str, Any]]]:
-    """Per member of a soup recipe, its runs as records with only ``metrics``: read from the
-    ``soup`` entry that the bench adds to the record of a run whose config has a soup
-    (members, and each member's metrics). Soup variants' records, whose members are runs of
-    their own, carry no member metrics and give nothing here."""
+    """Per model a run trained besides its own, its runs as records with only ``metrics``:
+    the members of a soup recipe (the ``soup`` entry the bench adds to the record of a run
+    whose config has a soup: members and each member's metrics), and the teacher of a
+    teacher stage (``teacher``; ``teacher/<member>`` for a soup teacher's members). Soup
+    variants' records, whose members are runs of their own, carry no member metrics and give
+    nothing here."""
     out: dict[str, dict[int, dict[str, Any]]] = {}
-    for seed, record in runs.items():
-        soup = record.get("soup") or {}
+
+    def add(prefix: str, soup: Mapping[str, Any], seed: int) -> None:
         for name, metrics in zip(soup.get("members", []), soup.get("metrics") or [], strict=False):
             if metrics:
-                out.setdefault(str(name), {})[seed] = {"metrics": metrics}
+                out.setdefault(f"{prefix}{name}", {})[seed] = {"metrics": metrics}
+
+    for seed, record in runs.items():
+        add("", record.get("soup") or {}, seed)
+        teacher = record.get("teacher") or {}
+        if teacher.get("metrics"):
+            out.setdefault("teacher", {})[seed] = {"metrics": teacher["metrics"]}
+        add("teacher/", teacher.get("soup") or {}, seed)
     return out
 
 
@@ -281,8 +290,9 @@ def _p(p: float | None) -> str:
 
 
 def _member_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The members of the soup recipes among the variants, as rows for :func:`_glance`: each
-    member trained alone, named ``<variant> / <member>``, with no cost of its own."""
+    """The members of the soup recipes and the teachers among the variants, as rows for
+    :func:`_glance`: each model trained alone, named ``<variant> / <member>`` (``<variant> /
+    teacher``), with no cost of its own."""
     return [
         {"name": f"{v['name']} / {name}", "cost": {}, **figures}
         for v in summary["variants"]
@@ -330,8 +340,8 @@ def tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[s
         _glance(summary, m) for m in summary.get("also_metrics", []) if _reported(summary, m)
     ]
     members = _member_rows(summary)
-    if members:  # what each soup recipe's members give alone, on the same seeds
-        title = "soup recipe members, each alone"
+    if members:  # what each soup member or teacher gives alone, on the same seeds
+        title = "soup recipe members and teachers, each alone"
         tables.append(_glance(summary, variants=members, title=title))
         tables += [
             _glance(summary, m, members, title)

@@ -314,8 +314,34 @@ def execute(job: RunJob) -> dict[str, Any]:
     record = _job_record(job, cfg, result.metrics, result.train, result.run_dir, started, load)
     if cfg.soup:
         record["soup"] = recipe_soup_entry(result.run_dir)
+    if cfg.teacher is not None:
+        record["teacher"] = teacher_entry(result.run_dir)
     _write_json_atomic(job.record_path, record)
     return record
+
+
+def teacher_entry(run_dir: str | Path) -> dict[str, Any]:
+    """The ``teacher`` entry of the record of a run with a teacher stage: the teacher's run
+    folder and metrics per evaluation set (``<run>/teacher/metrics.json``), and for a soup
+    teacher its members (:func:`recipe_soup_entry`). The summary pairs the teacher, and its
+    members, with the base too.
+
+    Raises:
+        AugregError: the run folder has no trained teacher.
+    """
+    folder = Path(run_dir) / "teacher"
+    file = folder / "metrics.json"
+    if not file.is_file():
+        raise AugregError(f"augreg: {run_dir} has no teacher/metrics.json: no teacher stage ran")
+    entry: dict[str, Any] = {
+        "run": str(folder),
+        "metrics": json.loads(file.read_text(encoding="utf-8")).get("eval"),
+    }
+    from augreg.soup import SOUP_FILE
+
+    if (folder / SOUP_FILE).is_file():
+        entry["soup"] = recipe_soup_entry(folder)
+    return entry
 
 
 def recipe_soup_entry(run_dir: str | Path) -> dict[str, Any]:

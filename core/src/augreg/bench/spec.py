@@ -70,7 +70,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from augreg.config import SECTIONS, PipelineConfig, expand_recipes, read_config_file, validate
+from augreg.config import (
+    SECTIONS,
+    PipelineConfig,
+    expand_recipes,
+    read_config_file,
+    teacher_label,
+    validate,
+)
 from augreg.errors import ConfigError, Problem
 from augreg.host import KNOWN_DISTRIBUTIONS, PluginHost, default_host
 from augreg.options import describe_validation_error
@@ -238,11 +245,14 @@ def soup_label(names: Sequence[str], weights: Sequence[float]) -> str:
 
 def config_components(cfg: PipelineConfig) -> list[str]:
     """A config's component names in section order; for a config whose ``soup`` is set (a
-    soup recipe), the soup's label followed by the components every member shares."""
+    soup recipe), the soup's label followed by the components every member shares; for one
+    with a teacher stage, ``teacher(<its recipe or components>)`` first."""
     shared = [s.name for section in SECTIONS for s in getattr(cfg, section)]
     if cfg.soup:
         label = soup_label([m.name for m in cfg.soup], [m.weight for m in cfg.soup])
         return [label, *shared]
+    if cfg.teacher is not None:
+        return [f"teacher({teacher_label(cfg.teacher)})", *shared]
     return shared
 
 

@@ -91,6 +91,7 @@ class Distillation(augreg.Objective):
 
     name = "objectives.distillation"
     supports_multitask: ClassVar[bool] = False  # the teacher predicts one task's labels
+    teacher_option: ClassVar[str | None] = "teacher"  # a teacher stage fills it
     paper = "Hinton et al. 2015, Distilling the Knowledge in a Neural Network"
     conflicts_with: ClassVar[frozenset[str]] = frozenset(
         {"core.cross_entropy", "core.label_smoothing"}
@@ -100,7 +101,8 @@ class Distillation(augreg.Objective):
     class Options(augreg.Objective.Options):
         teacher: str | None = Field(
             None,
-            description="Teacher: hub name, local folder, pkg:<module>, or augreg run folder.",
+            description="Teacher: hub name, local folder, pkg:<module>, or augreg run folder; "
+            "unset with a teacher stage ([teacher] in the config), which fills it.",
         )
         temperature: float = Field(2.0, gt=0, le=100, description="Softmax temperature T.")
         alpha: float = Field(
@@ -126,7 +128,8 @@ class Distillation(augreg.Objective):
             if not self.teacher:
                 raise ValueError(
                     "teacher is missing: set teacher = a run folder of a model trained on the "
-                    "same labels (runs/<run>), a local folder, pkg:<module> or a hub name"
+                    "same labels (runs/<run>), a local folder, pkg:<module> or a hub name, or "
+                    'give the config a teacher stage ([teacher] recipe = "...") to train one first'
                 )
             return self
 

@@ -1,0 +1,249 @@
+"""Teacher stages: [teacher] (or a recipe's teacher) trains a model first, on the config, and
+the components that learn from a teacher (objectives.distillation) learn from it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import augreg
+from augreg import recipes
+from augreg.config import TEACHER_STAGE, student_config, teacher_config, teacher_label
+from augreg.errors import ConfigError
+from augreg.host import default_host
+from augreg.recipes import Recipe, Teacher
+
+DISTIL = "objectives.distillation"
+
+
+@pytest.fixture(autouse=True)
+def _needs_distillation() -> None:
+    if default_host().find(DISTIL) is None:
+        pytest.skip("augreg-objectives (objectives.distillation) is not installed")
+
+
+@pytest.fixture
+def distilled_recipe() -> Iterator[str]:
+    """A recipe with a teacher stage: a label-smoothing teacher, distilled on unlabelled text."""
+    recipe = Recipe(
+        "tiny_distilled_test",
+        "for tests",
+        ((DISTIL, {"unlabeled": True}),),
+        settings={"data": {"unlabelled_ratio": 2}},
+        teacher=Teacher(components=(("core.label_smoothing", {"epsilon": 0.2}),)),
+    )
+    recipes.register(recipe, replace=True)
+    yield recipe.name
+    recipes._RECIPES.pop(recipe.name, None)
+
+
+def _distil(**options: Any) -> dict[str, Any]:
+    return {"name": DISTIL, **options}
+
+
+def test_recipe_teachers_are_checked() -> None:
+    with pytest.raises(ValueError, match="trains nothing of its own"):
+        Teacher()
+    with pytest.raises(ValueError, match="no component to learn from it"):
+        Recipe("x", "", teacher=Teacher(recipe="small_data"))
+
+
+def _raw(tiny_pipeline: Callable[..., augreg.Pipeline], **extra: Any) -> dict[str, Any]:
+    """The tiny pipeline's config with 12 labelled rows and the rest of train unlabelled."""
+    raw = tiny_pipeline().config.to_dict()
+    raw["data"] = {**raw["data"], "train_size": 12, "unlabelled": "train:rest"}
+    del raw["data"]["unlabelled_ratio"]  # unstated: a recipe's setting fills it
+    return {**raw, **extra}
+
+
+def test_a_teacher_stage_fills_the_teacher_option_and_configs_split_in_two(
+    tiny_pipeline: Callable[..., augreg.Pipeline], distilled_recipe: str
+) -> None:
+    raw = _raw(tiny_pipeline, recipe=distilled_recipe, regularize=["core.l2sp"])
+    raw["train"] = {**raw["train"], "seed": 3}
+    cfg = augreg.config.validate(raw)
+    assert cfg.data.unlabelled_ratio == 2  # the recipe's setting
+    assert cfg.teacher is not None and teacher_label(cfg.teacher) == "core.label_smoothing"
+    (spec,) = cfg.objectives
+    assert spec.options["teacher"] == TEACHER_STAGE
+    teacher = teacher_config(cfg)
+    # the teacher: the config's own components and seed, its own, never the learner
+    assert [s["name"] for s in teacher["objectives"]] == ["core.label_smoothing"]
+    assert [s["name"] for s in teacher["regularize"]] == ["core.l2sp"]
+    assert teacher["train"]["seed"] == 3 and "teacher" not in teacher
+    assert "unlabelled" not in teacher["data"] and teacher["name"] == "tiny-teacher"
+    augreg.config.validate(teacher)  # both halves are configs of their own
+    student = student_config(cfg, "/runs/x/teacher")
+    assert student["objectives"][0]["teacher"] == "/runs/x/teacher" and "teacher" not in student
+    assert augreg.config.validate(student).data.unlabelled == "train:rest"
+
+
+def test_teacher_stage_config_errors(tiny_pipeline: Callable[..., augreg.Pipeline]) -> None:
+    with pytest.raises(ConfigError, match="no component learns from the teacher"):
+        tiny_pipeline(teacher={"recipe": "core_regularizers"})
+    with pytest.raises(ConfigError, match="names its own teacher"):
+        tiny_pipeline(
+            teacher={"recipe": "core_regularizers"}, objectives=[_distil(teacher="runs/t")]
+        )
+    with pytest.raises(ConfigError, match="names the teacher stage, and the config has none"):
+        tiny_pipeline(objectives=[_distil(teacher=TEACHER_STAGE)])
+    with pytest.raises(ConfigError, match=r"teacher recipe.*small_dta") as err:
+        tiny_pipeline(teacher={"recipe": "small_dta"}, objectives=[_distil()])
+    assert "small_data" in str(err.value)  # the closest recipe name
+    with pytest.raises(ConfigError, match="trains nothing of its own"):
+        tiny_pipeline(teacher={}, objectives=[_distil()])
+    with pytest.raises(ConfigError, match=r"teacher.*is a soup and has a teacher stage"):
+        recipe = Recipe(
+            "tiny_soup_teacher_test",
+            "",
+            soup=(
+                recipes.SoupMember("a", components=(("core.rdrop", {}),)),
+                recipes.SoupMember("b", components=(("core.l2sp", {}),)),
+            ),
+        )
+        recipes.register(recipe, replace=True)
+        try:
+            tiny_pipeline(
+                recipe=recipe.name, teacher={"recipe": "core_regularizers"}, objectives=[_distil()]
+            )
+        finally:
+            recipes._RECIPES.pop(recipe.name, None)
+
+
+def test_teacher_stage_run_trains_the_teacher_then_the_student_from_it(
+    tiny_pipeline: Callable[..., augreg.Pipeline], distilled_recipe: str
+) -> None:
+    pipe = augreg.Pipeline.from_validated(
+        augreg.config.validate(_raw(tiny_pipeline, recipe=distilled_recipe))
+    )
+    result = pipe.run()
+    run = result.run_dir
+    teacher = run / "teacher"
+    assert (teacher / "model" / "config.json").is_file()
+    student = yaml.safe_load((run / "student.yaml").read_text())
+    assert student["objectives"][0]["teacher"] == str(teacher)
+    assert "teacher" not in student
+    whole = yaml.safe_load((run / "config.yaml").read_text())
+    assert whole["teacher"]["components"][0]["name"] == "core.label_smoothing"
+    assert whole["objectives"][0]["teacher"] == TEACHER_STAGE
+    report = json.loads((run / "metrics.json").read_text())
+    train = report["train"]
+    assert train["steps"] == train["teacher"]["steps"] + train["student"]["steps"]
+    assert train["student"]["train_examples"] == 12
+    assert set(report["eval"]) == {"test", "ood"}
+    teacher_metrics = json.loads((teacher / "metrics.json").read_text())["eval"]
+    assert teacher_metrics != report["eval"]  # two models, each evaluated
+    # the run folder is a run like any other: evaluate and load it again
+    again = augreg.evaluate_run(run, write=False)
+    assert again.metrics["ood"]["accuracy"] == pytest.approx(result.metrics["ood"]["accuracy"])
+    assert augreg.load_model(run) is not None
+
+
+def test_validate_names_the_teacher_stage(
+    tiny_pipeline: Callable[..., augreg.Pipeline], distilled_recipe: str, tmp_path: Path
+) -> None:
+    from augreg.cli import app
+
+    raw = _raw(tiny_pipeline, recipe=distilled_recipe)
+    path = tmp_path / "distilled.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = CliRunner().invoke(app, ["validate", str(path)])
+    assert out.exit_code == 0, out.output
+    assert "a teacher trained first (core.label_smoothing), then this model from it" in (
+        " ".join(out.output.split())
+    )
+
+
+@pytest.fixture
+def soup_teacher_recipe() -> Iterator[str]:
+    """A distilled recipe whose teacher is a soup recipe; one member's recipe sets
+    train.weight_decay, which the config leaves unset."""
+    made = [
+        Recipe(
+            "tiny_decay_test",
+            "",
+            (("core.label_smoothing", {}),),
+            settings={"train": {"weight_decay": 0.05}},
+        ),
+        Recipe(
+            "tiny_soup_teacher_test",
+            "",
+            soup=(
+                recipes.SoupMember("smooth", 2.0, recipe="tiny_decay_test"),
+                recipes.SoupMember("rdrop", 1.0, components=(("core.rdrop", {}),)),
+            ),
+        ),
+        Recipe(
+            "tiny_distilled_soup_test",
+            "",
+            ((DISTIL, {"unlabeled": True}),),
+            teacher=Teacher(recipe="tiny_soup_teacher_test"),
+        ),
+    ]
+    for r in made:
+        recipes.register(r, replace=True)
+    yield made[-1].name
+    for r in made:
+        recipes._RECIPES.pop(r.name, None)
+
+
+def test_a_soup_teacher_is_resolved_against_the_config_and_benched(
+    tiny_pipeline: Callable[..., augreg.Pipeline], soup_teacher_recipe: str, tmp_path: Path
+) -> None:
+    """A teacher's recipe is resolved like the config's own (a soup recipe's members, the
+    settings the config leaves unset), also for a bench variant, whose config states every
+    option; the bench record keeps the teacher's metrics and its members', and the summary
+    pairs each with the base."""
+    from augreg.bench import load_records, load_spec, run_bench, write_reports
+
+    raw = _raw(tiny_pipeline)
+    del raw["train"]["weight_decay"]  # unstated: the member's recipe fills it
+    cfg = augreg.config.validate({**raw, "recipe": soup_teacher_recipe})
+    assert cfg.teacher is not None and cfg.teacher.label == "tiny_soup_teacher_test"
+    assert [m.name for m in cfg.teacher.soup] == ["smooth", "rdrop"]
+    assert cfg.teacher.soup[0].settings == {"train": {"weight_decay": 0.05}}
+    assert cfg.train.weight_decay == 0.01  # the student keeps the default
+    teacher = teacher_config(cfg)
+    assert [m["name"] for m in teacher["soup"]] == ["smooth", "rdrop"]
+
+    base = {**raw, "data": {k: v for k, v in raw["data"].items() if k != "unlabelled"}}
+    spec = {
+        "name": "tiny_teacher_bench",
+        "base": base,
+        "seeds": 2,
+        "eval": {"ood": raw["data"]["eval"]["ood"]},
+        "variants": [
+            {
+                "name": "distilled",
+                "recipe": soup_teacher_recipe,
+                "replace": {"data": {"unlabelled": "train:rest"}},
+            }
+        ],
+        "output_dir": str(tmp_path / "bench"),
+    }
+    plan = load_spec(spec)
+    variant = plan.variant("distilled")
+    assert variant.components == ["teacher(tiny_soup_teacher_test)", DISTIL]
+    assert variant.config.teacher is not None
+    assert variant.config.teacher.soup[0].settings == {"train": {"weight_decay": 0.05}}
+    outcome = run_bench(plan, isolate=False)
+    assert not outcome.failed
+    records, _ = load_records(plan.folder)
+    record = records[f"{variant.hash}-s1"]
+    entry = record["teacher"]
+    assert set(entry["metrics"]) == set(record["metrics"]) == {"ood"}
+    assert entry["soup"]["members"] == ["smooth", "rdrop"]
+    saved = json.loads((Path(record["run_dir"]) / "metrics.json").read_text())["train"]
+    assert record["steps"] == saved["teacher"]["steps"] + saved["student"]["steps"]
+    summary, paths = write_reports(plan)
+    row = next(v for v in summary["variants"] if v["name"] == "distilled")
+    assert set(row["members"]) == {"teacher", "teacher/smooth", "teacher/rdrop"}
+    assert row["members"]["teacher"]["sets"]["ood"]["diff"]["n"] == 2
+    md = paths["summary.md"].read_text()
+    assert "| distilled / teacher | 2/2 |" in md and "| distilled / teacher/rdrop | 2/2 |" in md
