@@ -247,3 +247,25 @@ def test_a_soup_teacher_is_resolved_against_the_config_and_benched(
     assert row["members"]["teacher"]["sets"]["ood"]["diff"]["n"] == 2
     md = paths["summary.md"].read_text()
     assert "| distilled / teacher | 2/2 |" in md and "| distilled / teacher/rdrop | 2/2 |" in md
+
+
+def test_the_docs_teacher_stage_example_validates(
+    tiny_pipeline: Callable[..., augreg.Pipeline],
+) -> None:
+    """docs/hooks.md's [teacher] block, on the tiny config: the soup teacher resolves."""
+    import re
+
+    import tomllib
+
+    host = default_host()
+    if host.find("adversarial.fgm") is None or host.find("counterfactual.negation") is None:
+        pytest.skip("augreg-adversarial and augreg-counterfactual are not installed")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "hooks.md").read_text()
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", text, flags=re.S) if "[teacher]" in b]
+    raw = _raw(tiny_pipeline)
+    for unstated in ("augmentation", "keep_original"):  # the member recipes fill them
+        del raw["data"][unstated]
+    cfg = augreg.config.validate({**raw, **tomllib.loads(block)})
+    assert cfg.teacher is not None and cfg.teacher.label == "small_data_soup"
+    assert [m.name for m in cfg.teacher.soup] == ["small_data_fgm", "negation"]
+    assert cfg.objectives[0].options["teacher"] == TEACHER_STAGE
