@@ -269,3 +269,23 @@ def test_the_docs_teacher_stage_example_validates(
     assert cfg.teacher is not None and cfg.teacher.label == "small_data_soup"
     assert [m.name for m in cfg.teacher.soup] == ["small_data_fgm", "negation"]
     assert cfg.objectives[0].options["teacher"] == TEACHER_STAGE
+
+
+def test_the_distilled_example_config_validates() -> None:
+    """examples/sst2_distilled.toml: the small_data_distilled recipe on the shared data."""
+    from augreg.config import load_config
+
+    host = default_host()
+    if host.find("adversarial.fgm") is None or host.find("counterfactual.negation") is None:
+        pytest.skip("augreg-adversarial and augreg-counterfactual are not installed")
+    root = Path(__file__).resolve().parents[1]
+    if not (root.parent / "shared" / "data").exists():
+        pytest.skip("../shared/data is not beside the checkout")
+    cfg = load_config(root / "examples" / "sst2_distilled.toml")
+    assert cfg.teacher is not None and cfg.teacher.label == "small_data_soup"
+    assert cfg.data.unlabelled == "train:rest" and cfg.data.unlabelled_ratio == 2
+    (spec,) = cfg.objectives
+    assert spec.name == DISTIL and spec.options["unlabeled"] is True
+    teacher = augreg.config.validate(teacher_config(cfg))
+    assert [m.name for m in teacher.soup] == ["small_data_fgm", "negation"]
+    assert teacher.data.unlabelled is None
