@@ -1326,6 +1326,10 @@ def test_sigterm_to_the_bench_stops_its_run_processes(tmp_path: Path) -> None:
         ("sst2_500_soup", ("adversarial.fgm", "counterfactual.negation")),
         ("sst2_500_sam", ("adversarial.sam",)),
         ("sst2_500_confirm", ("adversarial.fgm", "counterfactual.negation")),
+        (
+            "sst2_500_distilled",
+            ("adversarial.fgm", "counterfactual.negation", "objectives.distillation"),
+        ),
     ],
 )
 def test_a_committed_summary_is_what_its_committed_records_give(
@@ -1356,4 +1360,5 @@ def test_a_committed_summary_is_what_its_committed_records_give(
     for new, old in zip(got["variants"], committed["variants"], strict=True):
         assert new["config_hash"] == old["config_hash"], new["name"]
         assert new["sets"] == old["sets"] and new["also"] == old["also"], new["name"]
+        assert new.get("members") == old.get("members"), new["name"]  # soup members, teachers
     assert all(v["seeds"] == committed["seeds"] for v in got["variants"])
