@@ -1154,9 +1154,7 @@ def _expand_named_recipes(
                 problems.append(_not_installed(f"recipe {name!r}", spec["name"], host))
                 continue
             section = _SECTION[info.kind]
-            items = data.get(section) or []
-            items = [items] if isinstance(items, (str, Mapping)) else list(items)
-            data[section] = [*items, spec]
+            data[section] = [*_as_list(data.get(section)), spec]
         problems.extend(_fill_recipe_settings(data, recipes.get(name), filled, stated))
     return problems
 
@@ -1285,16 +1283,17 @@ def _expand_soup(
     return problems
 
 
-def _learns_from_teacher(name: str, host: PluginHost) -> bool:
+def _teacher_option(name: str, host: PluginHost) -> str | None:
+    """The option a component learns its teacher from (``teacher_option``), or None."""
     found = host.find(name)
-    return found is not None and bool(getattr(found.cls, "teacher_option", None))
+    return getattr(found.cls, "teacher_option", None) if found is not None else None
 
 
 def teacher_config(cfg: PipelineConfig, host: PluginHost | None = None) -> dict[str, Any]:
     """The raw config the teacher stage trains: the config's model, task, data and training
-    settings and seed, its components except those that learn from the teacher, plus the
-    teacher's recipe and components; without ``data.unlabelled`` (the student's) and without
-    the stage. Named ``<name>-teacher``."""
+    settings and seed, its components except those that learn from the teacher, plus what
+    the stage adds (its components, the settings and soup its resolved recipe gives); without
+    ``data.unlabelled`` (the student's) and without the stage. Named ``<name>-teacher``."""
     from augreg.host import default_host
 
     host = host or default_host()
@@ -1302,12 +1301,10 @@ def teacher_config(cfg: PipelineConfig, host: PluginHost | None = None) -> dict[
     raw = cfg.to_dict()
     raw.pop("teacher", None)
     for section in SECTIONS:
-        raw[section] = [s for s in raw[section] if not _learns_from_teacher(s["name"], host)]
+        raw[section] = [s for s in raw[section] if not _teacher_option(s["name"], host)]
     _add_to_config(raw, cfg.teacher, host)
     if cfg.teacher.soup:
         raw["soup"] = [m.model_dump(mode="json") for m in cfg.teacher.soup]
-    if cfg.teacher.recipe:  # not resolved (a config validated without expand_recipes)
-        raw["recipe"] = cfg.teacher.recipe
     data = raw.get("data") or {}
     data.pop("unlabelled", None)
     data.pop("unlabelled_ratio", None)
@@ -1316,15 +1313,9 @@ def teacher_config(cfg: PipelineConfig, host: PluginHost | None = None) -> dict[
 
 
 def teacher_label(teacher: TeacherConfig) -> str:
-    """What a teacher stage trains, for messages: its recipe's name, else its components'
-    names (and its soup's members)."""
-    if teacher.label:
-        return teacher.label
-    if isinstance(teacher.recipe, str):
-        return teacher.recipe
-    names = list(teacher.recipe or []) + [str(c.get("name")) for c in teacher.components]
-    names += [f"soup member {m.name}" for m in teacher.soup]
-    return ", ".join(names)
+    """What a teacher stage trains, for messages: its recipe's name (kept in ``label`` when
+    the recipe is resolved), else its components' names."""
+    return teacher.label or ", ".join(str(c.get("name")) for c in teacher.components)
 
 
 def student_config(cfg: PipelineConfig, teacher_run: str | Path) -> dict[str, Any]:
@@ -1337,8 +1328,7 @@ def student_config(cfg: PipelineConfig, teacher_run: str | Path) -> dict[str, An
     raw.pop("teacher", None)
     for section in SECTIONS:
         for spec in raw[section]:
-            found = host.find(spec["name"])
-            option = getattr(found.cls, "teacher_option", None) if found is not None else None
+            option = _teacher_option(spec["name"], host)
             if option and spec.get(option) == TEACHER_STAGE:
                 spec[option] = str(teacher_run)
     return raw
@@ -1359,7 +1349,7 @@ def _check_teacher(cfg: PipelineConfig, host: PluginHost) -> list[Problem]:
         ]
     problems: list[Problem] = []
     if not any(
-        _learns_from_teacher(s.name, host) for section in SECTIONS for s in getattr(cfg, section)
+        _teacher_option(s.name, host) for section in SECTIONS for s in getattr(cfg, section)
     ):
         problems.append(
             Problem(

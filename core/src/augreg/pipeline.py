@@ -587,14 +587,11 @@ class Pipeline:
         from augreg.soup import soup_runs, summed_training
 
         cfg = self.config
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise AugregError(
-                "augreg: a soup recipe trains its members one after the other in one process; "
-                "run it without torchrun, or train the members as runs and `augreg soup` them"
-            )
-        run_dir = self.run_dir(output_dir)
-        run_dir = claim_folder(run_dir) if not cfg.train.run_name else run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = self._staged_run_dir(
+            output_dir,
+            "a soup recipe trains its members one after the other in one process; run it "
+            "without torchrun, or train the members as runs and `augreg soup` them",
+        )
         t0 = time.perf_counter()
         members: list[RunResult] = []
         for i, member in enumerate(cfg.soup, 1):
@@ -624,11 +621,18 @@ class Pipeline:
         _write_lock(run_dir)
         train = {"soup": [m.name for m in cfg.soup], **summed_training([m.train for m in members])}
         train["wall_seconds"] = round(time.perf_counter() - t0, 3)  # members and averaging
-        report_path = run_dir / "metrics.json"
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-        report["train"] = train
-        report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        _replace_train_report(run_dir, train)
         return RunResult(run_dir, soup.metrics, train, cfg)
+
+    def _staged_run_dir(self, output_dir: str | Path | None, why_one_process: str) -> Path:
+        """The run folder of a run that trains several models one after the other (a soup
+        recipe, a teacher stage), created; refused under torchrun (``why_one_process``)."""
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise AugregError(f"augreg: {why_one_process}")
+        run_dir = self.run_dir(output_dir)
+        run_dir = claim_folder(run_dir) if not self.config.train.run_name else run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
 
     def _run_with_teacher(
         self, output_dir: str | Path | None, callbacks: Sequence[Any]
@@ -643,16 +647,13 @@ class Pipeline:
         from augreg.soup import summed_training
 
         cfg = self.config
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise AugregError(
-                "augreg: a teacher stage trains the teacher and then the student in one "
-                "process; run it without torchrun, or train the teacher as a run of its own "
-                "and name its folder in the student's teacher option"
-            )
         assert cfg.teacher is not None
-        run_dir = self.run_dir(output_dir)
-        run_dir = claim_folder(run_dir) if not cfg.train.run_name else run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = self._staged_run_dir(
+            output_dir,
+            "a teacher stage trains the teacher and then the student in one process; run it "
+            "without torchrun, or train the teacher as a run of its own and name its folder "
+            "in the student's teacher option",
+        )
         t0 = time.perf_counter()
         raw = teacher_config(cfg)
         raw["train"] = {
@@ -680,10 +681,7 @@ class Pipeline:
             "student": student.train,
         }
         train["wall_seconds"] = round(time.perf_counter() - t0, 3)
-        report_path = run_dir / "metrics.json"
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-        report["train"] = train
-        report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        _replace_train_report(run_dir, train)
         return RunResult(run_dir, student.metrics, train, cfg)
 
     def _run_multitask(self, output_dir: str | Path | None, callbacks: Sequence[Any]) -> RunResult:
@@ -965,6 +963,15 @@ def _write_lock(run_dir: Path) -> None:
     (run_dir / "augreg.lock").write_text(
         "".join(f"{k}=={v}\n" for k, v in installed_distributions().items())
     )
+
+
+def _replace_train_report(run_dir: Path, train: Mapping[str, Any]) -> None:
+    """Set ``train`` in a run folder's ``metrics.json``: a run of several models reports
+    what all of them cost, not the last one's figures."""
+    path = run_dir / "metrics.json"
+    report = json.loads(path.read_text(encoding="utf-8"))
+    report["train"] = dict(train)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 def claim_folder(folder: Path) -> Path:

@@ -142,7 +142,7 @@ def summarize(plan: BenchPlan, records: Mapping[str, Mapping[str, Any]]) -> dict
                 "sets": set_rows(m_runs, metric, False),
                 "also": {m: set_rows(m_runs, m, False) for m in plan.also_metrics},
             }
-            for name, m_runs in _soup_member_runs(runs).items()
+            for name, m_runs in _inner_model_runs(runs).items()
         }
         if members:  # a soup recipe's runs: each member's figures, paired with the base too
             entry["members"] = members
@@ -170,7 +170,7 @@ def summarize(plan: BenchPlan, records: Mapping[str, Mapping[str, Any]]) -> dict
     }
 
 
-def _soup_member_runs(
+def _inner_model_runs(
     runs: Mapping[int, Mapping[str, Any]],
 ) -> dict[str, dict[int, dict[str, Any]]]:
     """Per model a run trained besides its own, its runs as records with only ``metrics``:

@@ -329,6 +329,8 @@ def teacher_entry(run_dir: str | Path) -> dict[str, Any]:
     Raises:
         AugregError: the run folder has no trained teacher.
     """
+    from augreg.soup import SOUP_FILE
+
     folder = Path(run_dir) / "teacher"
     file = folder / "metrics.json"
     if not file.is_file():
@@ -337,8 +339,6 @@ def teacher_entry(run_dir: str | Path) -> dict[str, Any]:
         "run": str(folder),
         "metrics": json.loads(file.read_text(encoding="utf-8")).get("eval"),
     }
-    from augreg.soup import SOUP_FILE
-
     if (folder / SOUP_FILE).is_file():
         entry["soup"] = recipe_soup_entry(folder)
     return entry
