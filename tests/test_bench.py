@@ -1123,6 +1123,25 @@ def test_soups_of_one_seed_sharing_a_member_do_not_run_at_once(tmp_path: Path) -
     assert next_ready([second], []) == 0
 
 
+def test_runs_with_a_teacher_wait_for_it_and_for_each_other(tmp_path: Path) -> None:
+    from augreg.bench.runner import RunJob, next_ready
+
+    folder = str(tmp_path)
+    teacher = RunJob("t" * 16, 1, ("teacher of a",), {}, folder)
+
+    def student(h: str, seed: int = 1) -> RunJob:
+        return RunJob(h, seed, (h,), {}, folder, teacher="t" * 16, teacher_config={})
+
+    a, b, other_seed = student("a" * 16), student("b" * 16), student("c" * 16, seed=2)
+    assert a.needs == ["t" * 16 + "-s1"] and other_seed.needs == ["t" * 16 + "-s2"]
+    assert next_ready([a], [teacher]) is None  # the teacher of the seed runs first
+    assert next_ready([teacher, a], []) == 0
+    # Two students of seed 1 do not run at once (a teacher whose model is missing is trained
+    # again by the first into one folder); another seed's student goes.
+    assert next_ready([b], [a]) is None
+    assert next_ready([b, other_seed], [a]) == 1
+
+
 def test_cli_bench_with_a_soup_in_two_processes(
     tiny_seq_model: Path, sentiment_files: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -144,6 +144,27 @@ def test_teacher_stage_run_trains_the_teacher_then_the_student_from_it(
     assert again.metrics["ood"]["accuracy"] == pytest.approx(result.metrics["ood"]["accuracy"])
     assert augreg.load_model(run) is not None
 
+    # A teacher trained before is learnt from as it is: the same student, no teacher trained.
+    again_run = pipe.run(teacher_run=teacher)
+    assert not (again_run.run_dir / "teacher").exists()
+    for key in ("loss", "accuracy", "roc_auc"):
+        assert again_run.metrics["ood"][key] == pytest.approx(result.metrics["ood"][key])
+    report = json.loads((again_run.run_dir / "metrics.json").read_text())["train"]
+    assert report["teacher_run"] == str(teacher) and report["steps"] == train["steps"]
+    # ... and checked: another seed's run, a folder without a model, a config without a stage.
+    other_seed = augreg.config.validate(
+        {
+            **_raw(tiny_pipeline, recipe=distilled_recipe),
+            "train": {**pipe.config.to_dict()["train"], "seed": 7},
+        }
+    )
+    with pytest.raises(ConfigError, match="seed 7"):
+        augreg.Pipeline.from_validated(other_seed).run(teacher_run=teacher)
+    with pytest.raises(ConfigError, match=r"has no model/config\.json"):
+        pipe.run(teacher_run=run / "student_missing")
+    with pytest.raises(ConfigError, match="no teacher stage"):
+        tiny_pipeline().run(teacher_run=teacher)
+
 
 def test_validate_names_the_teacher_stage(
     tiny_pipeline: Callable[..., augreg.Pipeline], distilled_recipe: str, tmp_path: Path
@@ -201,6 +222,7 @@ def test_a_soup_teacher_is_resolved_against_the_config_and_benched(
     option; the bench record keeps the teacher's metrics and its members', and the summary
     pairs each with the base."""
     from augreg.bench import load_records, load_spec, run_bench, write_reports
+    from augreg.bench.runner import plan_jobs
 
     raw = _raw(tiny_pipeline)
     del raw["train"]["weight_decay"]  # unstated: the member's recipe fills it
@@ -223,7 +245,12 @@ def test_a_soup_teacher_is_resolved_against_the_config_and_benched(
                 "name": "distilled",
                 "recipe": soup_teacher_recipe,
                 "replace": {"data": {"unlabelled": "train:rest"}},
-            }
+            },
+            {
+                "name": "distilled_hot",
+                "recipe": soup_teacher_recipe,
+                "replace": {"data": {"unlabelled": "train:rest"}, DISTIL: {"temperature": 4.0}},
+            },
         ],
         "output_dir": str(tmp_path / "bench"),
     }
@@ -232,15 +259,39 @@ def test_a_soup_teacher_is_resolved_against_the_config_and_benched(
     assert variant.components == ["teacher(tiny_soup_teacher_test)", DISTIL]
     assert variant.config.teacher is not None
     assert variant.config.teacher.soup[0].settings == {"train": {"weight_decay": 0.05}}
+    # Both distilled variants learn from one teacher: its run of each seed is a run of the
+    # bench of its own, trained once, before the students, with its model saved.
+    hot = plan.variant("distilled_hot")
+    assert hot.hash != variant.hash and hot.teacher_hash == variant.teacher_hash is not None
+    jobs = plan_jobs(plan)
+    taught = [j for j in jobs if j.config_hash == variant.teacher_hash]
+    assert [j.seed for j in taught] == [1, 2]
+    assert taught[0].variants == ("teacher of distilled", "teacher of distilled_hot")
+    assert taught[0].config["train"]["save_model"] is True
+    student = next(j for j in jobs if j.config_hash == variant.hash and j.seed == 1)
+    assert student.needs == [taught[0].key]
+    assert jobs.index(taught[0]) < jobs.index(student)
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    from augreg.cli import app
+
+    dry = CliRunner().invoke(app, ["bench", str(spec_file), "--dry-run"], terminal_width=200)
+    assert dry.exit_code == 0, dry.output
+    assert "(teacher of" in dry.output and "8 run(s) to do" in dry.output
     outcome = run_bench(plan, isolate=False)
     assert not outcome.failed
     records, _ = load_records(plan.folder)
     record = records[f"{variant.hash}-s1"]
+    teacher_record = records[taught[0].key]
     entry = record["teacher"]
+    assert entry["run"] == teacher_record["run_dir"] == records[f"{hot.hash}-s1"]["teacher"]["run"]
     assert set(entry["metrics"]) == set(record["metrics"]) == {"ood"}
+    assert entry["metrics"] == teacher_record["metrics"]
     assert entry["soup"]["members"] == ["smooth", "rdrop"]
+    assert not (Path(record["run_dir"]) / "teacher").exists()  # not trained again
     saved = json.loads((Path(record["run_dir"]) / "metrics.json").read_text())["train"]
     assert record["steps"] == saved["teacher"]["steps"] + saved["student"]["steps"]
+    assert record["steps"] == teacher_record["steps"] + saved["student"]["steps"]
     summary, paths = write_reports(plan)
     row = next(v for v in summary["variants"] if v["name"] == "distilled")
     assert set(row["members"]) == {"teacher", "teacher/smooth", "teacher/rdrop"}

@@ -480,6 +480,15 @@ def bench(
             v.hash,
             f"{sum(j.key in done for j in mine)}/{len(mine)}" if mine else "not selected",
         )
+    by_hash = {v.hash for v in plan.variants}
+    for h in dict.fromkeys(j.config_hash for j in jobs_all if j.config_hash not in by_hash):
+        mine = [j for j in jobs_all if j.config_hash == h]  # a teacher no variant trains
+        table.add_row(
+            f"({', '.join(mine[0].variants)})",
+            "the teacher stage's config",
+            h,
+            f"{sum(j.key in done for j in mine)}/{len(mine)}",
+        )
     out.print(table)
     todo = len(jobs_all) - len(done)
     adopting = f" ({len(done & to_adopt)} by adoption)" if to_adopt else ""

@@ -54,7 +54,7 @@ from augreg.config import (
     selection_metric,
     validate,
 )
-from augreg.errors import AugregError, TrainingDivergedError
+from augreg.errors import AugregError, ConfigError, Problem, TrainingDivergedError
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -380,13 +380,21 @@ class Pipeline:
         return root / f"{self.config.name}-s{train.seed}-{stamp}"
 
     def run(
-        self, output_dir: str | Path | None = None, *, callbacks: Sequence[Any] = ()
+        self,
+        output_dir: str | Path | None = None,
+        *,
+        callbacks: Sequence[Any] = (),
+        teacher_run: str | Path | None = None,
     ) -> RunResult:
         """Train and evaluate; write the run folder. Returns metrics per evaluation set.
 
         Args:
             output_dir: Folder of run folders (default ``train.output_dir``).
             callbacks: Extra ``transformers.TrainerCallback`` objects.
+            teacher_run: For a config with a teacher stage: a finished run of the stage's
+                teacher (its config and seed, model saved) to learn from instead of training
+                the teacher again, as ``augreg bench`` does for variants sharing a teacher.
+                Checked: a run of another config or seed is refused.
 
         Raises:
             DataError: unusable data (named file, column, rows).
@@ -404,7 +412,19 @@ class Pipeline:
         if cfg.soup:
             return self._run_soup(output_dir, callbacks)
         if cfg.teacher is not None:
-            return self._run_with_teacher(output_dir, callbacks)
+            return self._run_with_teacher(output_dir, callbacks, teacher_run)
+        if teacher_run is not None:
+            raise ConfigError(
+                f"pipeline {cfg.name!r}",
+                [
+                    Problem(
+                        "teacher",
+                        "a teacher run was given but the config has no teacher stage; add a "
+                        "[teacher] block, or name the run in the learning component's teacher "
+                        "option",
+                    )
+                ],
+            )
         run_dir, main = self._start_run(output_dir)
         t0 = time.perf_counter()
         bundle = self.load_data()
@@ -635,14 +655,19 @@ class Pipeline:
         return run_dir
 
     def _run_with_teacher(
-        self, output_dir: str | Path | None, callbacks: Sequence[Any]
+        self,
+        output_dir: str | Path | None,
+        callbacks: Sequence[Any],
+        teacher_run: str | Path | None = None,
     ) -> RunResult:
         """:meth:`run` for a pipeline with a teacher stage: the teacher trained first on the
         config (:func:`augreg.config.teacher_config`, the same seed) in ``<run>/teacher/``
-        with its model saved, then the run's own model, whose components that learn from a
+        with its model saved, or ``teacher_run`` when given (checked to be a run of that
+        config and seed), then the run's own model, whose components that learn from a
         teacher get that folder (:func:`augreg.config.student_config`). The run folder is
         the student's, with ``config.yaml`` the whole config (stage included) and the
-        student's own in ``student.yaml``; training figures add up both models'."""
+        student's own in ``student.yaml``; training figures add up both models' (the
+        report's ``teacher_run`` names the teacher's folder)."""
         from augreg.config import student_config, teacher_config, teacher_label
         from augreg.soup import summed_training
 
@@ -662,12 +687,19 @@ class Pipeline:
             "output_dir": str(run_dir),
             "save_model": True,
         }
-        _console_print(f"augreg: teacher stage 1/2: the teacher ({teacher_label(cfg.teacher)})")
         teacher_cfg = validate(raw, source="teacher")
-        folder = run_dir / "teacher"
-        if folder.exists():
-            shutil.rmtree(folder)  # a teacher left by an interrupted run: trained again
-        teacher = Pipeline.from_validated(teacher_cfg).run(callbacks=callbacks)
+        if teacher_run is not None:
+            teacher = _finished_teacher(teacher_cfg, Path(teacher_run))
+            _console_print(
+                f"augreg: teacher stage 1/2: the teacher ({teacher_label(cfg.teacher)}) "
+                f"trained before, in {teacher.run_dir}"
+            )
+        else:
+            _console_print(f"augreg: teacher stage 1/2: the teacher ({teacher_label(cfg.teacher)})")
+            folder = run_dir / "teacher"
+            if folder.exists():
+                shutil.rmtree(folder)  # a teacher left by an interrupted run: trained again
+            teacher = Pipeline.from_validated(teacher_cfg).run(callbacks=callbacks)
         raw = student_config(cfg, teacher.run_dir)
         raw["train"] = {**raw["train"], "run_name": run_dir.name, "output_dir": str(run_dir.parent)}
         _console_print(f"augreg: teacher stage 2/2: the student, learning from {teacher.run_dir}")
@@ -679,8 +711,11 @@ class Pipeline:
             **summed_training([teacher.train, student.train]),
             "teacher": teacher.train,
             "student": student.train,
+            "teacher_run": str(teacher.run_dir),
         }
         train["wall_seconds"] = round(time.perf_counter() - t0, 3)
+        if teacher_run is not None:  # what training both here would have taken
+            train["wall_seconds"] += float(teacher.train.get("wall_seconds") or 0.0)
         _replace_train_report(run_dir, train)
         return RunResult(run_dir, student.metrics, train, cfg)
 
@@ -1055,6 +1090,43 @@ def absolute_config(cfg: PipelineConfig) -> dict[str, Any]:
             _absolute_data(task["data"], base)
     raw["base_dir"] = str(base)
     return raw
+
+
+def _finished_teacher(teacher_cfg: PipelineConfig, folder: Path) -> RunResult:
+    """A teacher stage's teacher trained before: the run folder, checked to hold a saved
+    model, its metrics and a config that is the stage's (same config hash, same seed).
+
+    Raises:
+        ConfigError: the folder is no finished run, or a run of another config or seed.
+    """
+    from augreg.bench.spec import config_hash
+
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(
+            f"pipeline {teacher_cfg.name!r}",
+            [Problem("teacher", f"teacher run {folder}: {why}")],
+        )
+
+    for needed in ("model/config.json", "metrics.json", "config.yaml"):
+        if not (folder / needed).is_file():
+            raise refuse(
+                f"has no {needed}; give a finished run of the teacher's config trained with "
+                "train.save_model = true, or leave the teacher run out to train it here"
+            )
+    done = load_config(folder / "config.yaml")
+    if done.train.seed != teacher_cfg.train.seed:
+        raise refuse(
+            f"was trained with seed {done.train.seed}, the teacher stage needs seed "
+            f"{teacher_cfg.train.seed}; give that seed's run"
+        )
+    if config_hash(done) != config_hash(teacher_cfg):
+        raise refuse(
+            "is not a run of the teacher stage's config (the config hashes differ: other "
+            "components, options, settings or data); give a run of that config or leave the "
+            "teacher run out to train it here"
+        )
+    report = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    return RunResult(folder, report.get("eval") or {}, report.get("train") or {}, done)
 
 
 def _write_yaml(path: Path, data: Mapping[str, Any]) -> None:

@@ -13,6 +13,13 @@ its members' runs are finished. A member recorded without its model (run before 
 added to the spec, or adopted from a folder without one) is trained again with its model, in
 ``<hash>-s<seed>.model/``; its record is kept as it is.
 
+A variant with a teacher stage (``[teacher]``, or a recipe with a teacher) does not train its
+teacher in its own run: the teacher's config is a run of the bench of its own, keyed by its
+config hash like any run (the run of a variant with the same config when the spec has one,
+e.g. the soup recipe a distilled recipe learns from), trained once per seed with its model
+saved, and every variant with that teacher learns from it. Its record counts the teacher's
+training in the cost, as a run that trained it would.
+
 Each run goes in a fresh process (``spawn``): its peak memory is its own, and a crash or a leak
 stays there. ``jobs`` runs go at once; on CPU the cores are split between them (torch threads);
 with GPUs, each run gets one GPU (``CUDA_VISIBLE_DEVICES``) and at most one run per GPU goes.
@@ -20,6 +27,7 @@ with GPUs, each run gets one GPU (``CUDA_VISIBLE_DEVICES``) and at most one run 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -69,11 +77,14 @@ class RunJob:
     soup: tuple[str, ...] = ()
     soup_weights: tuple[float, ...] = ()
     soup_configs: tuple[dict[str, Any], ...] = ()
+    teacher: str | None = None
+    teacher_config: dict[str, Any] | None = None
 
     @property
     def needs(self) -> list[str]:
-        """Keys of the runs this run needs finished first (a soup's members)."""
-        return [f"{h}-s{self.seed}" for h in self.soup]
+        """Keys of the runs this run needs finished first (a soup's members, the teacher)."""
+        hashes = [*self.soup, *([self.teacher] if self.teacher else [])]
+        return [f"{h}-s{self.seed}" for h in hashes]
 
     @property
     def key(self) -> str:
@@ -136,12 +147,17 @@ def load_records(folder: str | Path) -> tuple[dict[str, dict[str, Any]], list[st
 def plan_jobs(plan: BenchPlan, only: Sequence[str] | None = None) -> list[RunJob]:
     """Every run of the plan (finished or not), seed-major; ``only`` limits the variants."""
     by_hash = {v.hash: v for v in plan.variants}
-    members = plan.soup_members
+    teachers = plan.teachers
+    keep = plan.soup_members | set(teachers)
     folder = str(plan.folder / "runs")
     jobs = []
     for h, seed, names in plan.runs(only):
-        v = by_hash[h]
-        if v.is_soup:
+        v = by_hash.get(h)
+        if v is None:  # a teacher no variant trains on its own: a run of the bench all the same
+            students = [s.name for s in plan.variants if s.teacher_hash == h]
+            config = _job_config(copy.deepcopy(teachers[h]), save_model=True)
+            jobs.append(RunJob(h, seed, tuple(f"teacher of {n}" for n in students), config, folder))
+        elif v.is_soup:
             configs = tuple(
                 _job_config(by_hash[m].config.to_dict(), save_model=True) for m in v.soup_hashes
             )
@@ -158,8 +174,12 @@ def plan_jobs(plan: BenchPlan, only: Sequence[str] | None = None) -> list[RunJob
                 )
             )
         else:
-            config = _job_config(v.config.to_dict(), save_model=h in members)
-            jobs.append(RunJob(h, seed, tuple(names), config, folder))
+            config = _job_config(v.config.to_dict(), save_model=h in keep)
+            t = v.teacher_hash
+            taught = _job_config(copy.deepcopy(teachers[t]), save_model=True) if t else None
+            jobs.append(
+                RunJob(h, seed, tuple(names), config, folder, teacher=t, teacher_config=taught)
+            )
     return jobs
 
 
@@ -309,8 +329,11 @@ def execute(job: RunJob) -> dict[str, Any]:
         return _execute_soup(job)
     cfg = _job_validated(job.config, job.config_hash, job.seed, job.key, job.folder)
     started = datetime.now(timezone.utc)
+    teacher_run = None
+    if job.teacher is not None and job.teacher_config is not None:
+        teacher_run, _ = _saved_model(job, job.teacher, job.teacher_config, "teacher")
     with LoadSampler() as load:
-        result = Pipeline.from_validated(cfg).run(job.folder)
+        result = Pipeline.from_validated(cfg).run(job.folder, teacher_run=teacher_run)
     record = _job_record(job, cfg, result.metrics, result.train, result.run_dir, started, load)
     if cfg.soup:
         record["soup"] = recipe_soup_entry(result.run_dir)
@@ -322,9 +345,10 @@ def execute(job: RunJob) -> dict[str, Any]:
 
 def teacher_entry(run_dir: str | Path) -> dict[str, Any]:
     """The ``teacher`` entry of the record of a run with a teacher stage: the teacher's run
-    folder and metrics per evaluation set (``<run>/teacher/metrics.json``), and for a soup
-    teacher its members (:func:`recipe_soup_entry`). The summary pairs the teacher, and its
-    members, with the base too.
+    folder (``<run>/teacher/``, or the run the report's ``teacher_run`` names when the
+    teacher was trained before) and metrics per evaluation set, and for a soup teacher its
+    members (:func:`recipe_soup_entry`). The summary pairs the teacher, and its members,
+    with the base too.
 
     Raises:
         AugregError: the run folder has no trained teacher.
@@ -332,6 +356,12 @@ def teacher_entry(run_dir: str | Path) -> dict[str, Any]:
     from augreg.soup import SOUP_FILE
 
     folder = Path(run_dir) / "teacher"
+    report = Path(run_dir) / "metrics.json"
+    if report.is_file():
+        named = (json.loads(report.read_text(encoding="utf-8")).get("train") or {}).get(
+            "teacher_run"
+        )
+        folder = Path(named) if named else folder
     file = folder / "metrics.json"
     if not file.is_file():
         raise AugregError(f"augreg: {run_dir} has no teacher/metrics.json: no teacher stage ran")
@@ -420,16 +450,19 @@ def _job_validated(
     return cfg
 
 
-def _member_model(job: RunJob, member_hash: str, config: Mapping[str, Any]) -> tuple[Path, float]:
-    """The run folder holding the saved model of a soup member for the job's seed, and the
-    seconds spent training it again here (0 when its bench run kept its model)."""
+def _saved_model(
+    job: RunJob, needed_hash: str, config: Mapping[str, Any], role: str = "member"
+) -> tuple[Path, float]:
+    """The run folder holding the saved model of a run the job needs (a soup ``member``, a
+    ``teacher``) for the job's seed, and the seconds spent training it again here (0 when
+    its bench run kept its model)."""
     from augreg.pipeline import Pipeline
 
-    key = f"{member_hash}-s{job.seed}"
+    key = f"{needed_hash}-s{job.seed}"
     record_path = Path(job.folder) / f"{key}.json"
     if not record_path.is_file():
         raise AugregError(
-            f"augreg: soup {job.key}: its member run {key} has no record (it failed or has not "
+            f"augreg: run {job.key}: its {role} run {key} has no record (it failed or has not "
             f"run; see {Path(job.folder) / (key + '.error.txt')}); run the bench again"
         )
     record = json.loads(record_path.read_text(encoding="utf-8"))
@@ -440,7 +473,7 @@ def _member_model(job: RunJob, member_hash: str, config: Mapping[str, Any]) -> t
             return folder, 0.0
     if again.exists():
         shutil.rmtree(again)
-    cfg = _job_validated(config, member_hash, job.seed, again.name, job.folder)
+    cfg = _job_validated(config, needed_hash, job.seed, again.name, job.folder)
     t0 = time.perf_counter()
     result = Pipeline.from_validated(cfg).run(job.folder)
     return Path(result.run_dir), time.perf_counter() - t0
@@ -459,7 +492,7 @@ def _execute_soup(job: RunJob) -> dict[str, Any]:
     folders: list[Path] = []
     again = 0.0
     for member_hash, config in zip(job.soup, job.soup_configs, strict=True):
-        folder, seconds = _member_model(job, member_hash, config)
+        folder, seconds = _saved_model(job, member_hash, config)
         folders.append(folder)
         again += seconds
     with LoadSampler() as load:
@@ -635,18 +668,17 @@ def _run_pending(
 def next_ready(queue: Sequence[RunJob], running: Sequence[RunJob]) -> int | None:
     """The index of the first queued run that can start now, or None.
 
-    A soup waits for its members' runs (queued or running). It also waits while another soup
-    of the same seed that shares a member is running: a member whose model is missing is
-    trained again by the soup that needs it, into one folder, and two soups must not write
-    it at once (the second finds the model the first saved).
+    A soup waits for its members' runs, a run with a teacher stage for its teacher's (queued
+    or running). It also waits while a run of the same seed that needs one of the same runs
+    is going: a needed run whose model is missing is trained again by the run that needs it,
+    into one folder, and two runs must not write it at once (the second finds the model the
+    first saved).
     """
     waiting = {j.key for j in queue} | {j.key for j in running}
     for i, job in enumerate(queue):
         if waiting.intersection(job.needs):
             continue
-        if job.soup and any(
-            r.seed == job.seed and set(r.soup).intersection(job.soup) for r in running
-        ):
+        if any(set(r.needs).intersection(job.needs) for r in running):
             continue
         return i
     return None

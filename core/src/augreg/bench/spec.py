@@ -75,6 +75,7 @@ from augreg.config import (
     PipelineConfig,
     expand_recipes,
     read_config_file,
+    teacher_config,
     teacher_label,
     validate,
 )
@@ -217,6 +218,7 @@ class Variant:
     soup: tuple[str, ...] = ()
     soup_hashes: tuple[str, ...] = ()
     soup_weights: tuple[float, ...] = ()
+    teacher_hash: str | None = None
 
     @property
     def is_soup(self) -> bool:
@@ -301,20 +303,47 @@ class BenchPlan:
         chosen = [
             v for v in self.variants if wanted is None or v.name in wanted or v is self.variants[0]
         ]
-        # Soups after every trained run of their seed: they average those runs' models.
+        # Teachers before the runs that learn from them, and soups after every trained run of
+        # their seed: they average those runs' models.
         chosen.sort(key=lambda v: v.is_soup)
         out: list[tuple[str, int, list[str]]] = []
         for seed in self.seeds:
             by_hash: dict[str, list[str]] = {}
             for v in chosen:
+                if v.teacher_hash is not None:
+                    by_hash.setdefault(v.teacher_hash, [])
                 by_hash.setdefault(v.hash, []).append(v.name)
             out.extend((h, seed, names) for h, names in by_hash.items())
+        return out
+
+    @property
+    def teachers(self) -> dict[str, dict[str, Any]]:
+        """The teacher stages of the plan's variants, by config hash: each teacher's raw
+        config (:func:`augreg.config.teacher_config`). A teacher trains once per seed, as a
+        run of the bench (the run of a variant with the same config when there is one), and
+        every variant with that teacher learns from its saved model."""
+        out: dict[str, dict[str, Any]] = {}
+        for v in self.variants:
+            if v.teacher_hash is not None and v.teacher_hash not in out:
+                out[v.teacher_hash] = teacher_config(v.config)
         return out
 
     @property
     def soup_members(self) -> set[str]:
         """Config hashes of the variants some soup averages: their runs save their models."""
         return {h for v in self.variants for h in v.soup_hashes}
+
+
+def teacher_hash(cfg: PipelineConfig, host: PluginHost | None = None) -> str | None:
+    """The config hash of a config's teacher stage (None without one): a bench keys the
+    teacher's runs by it, so variants with the same teacher share its run of each seed.
+
+    Raises:
+        ConfigError: the teacher's config does not validate (names the problem).
+    """
+    if cfg.teacher is None:
+        return None
+    return config_hash(validate(teacher_config(cfg, host), source="teacher", host=host))
 
 
 def soup_hash(member_hashes: Sequence[str], weights: Sequence[float]) -> str:
@@ -749,7 +778,15 @@ def load_spec(
     specs = list(spec.variants)
     if spec.ablate:
         specs += _ablations(spec, base_raw, warnings)
-    variants = [Variant(spec.base_name, "the base pipeline", base_cfg, config_hash(base_cfg))]
+    variants = [
+        Variant(
+            spec.base_name,
+            "the base pipeline",
+            base_cfg,
+            config_hash(base_cfg),
+            teacher_hash=teacher_hash(base_cfg, host),
+        )
+    ]
     seen = {spec.base_name: "base_name"}
     skipped: list[tuple[str, str]] = []
     for i, v in enumerate(specs):
@@ -779,7 +816,12 @@ def load_spec(
         except ConfigError as exc:
             problems.extend(_prefix(exc.problems, f"variant {v.name!r}"))
             continue
-        variants.append(Variant(v.name, v.description, cfg, config_hash(cfg)))
+        try:
+            teacher = teacher_hash(cfg, host)
+        except ConfigError as exc:
+            problems.extend(_prefix(exc.problems, f"variant {v.name!r} teacher"))
+            continue
+        variants.append(Variant(v.name, v.description, cfg, config_hash(cfg), teacher_hash=teacher))
     skipped_names = {name for name, _ in skipped}
     for i, v in enumerate(specs):
         if (v.soup or v.soup_weights is not None) and seen.get(v.name) == f"variants[{i}]":
