@@ -73,14 +73,16 @@ def test_a_teacher_stage_fills_the_teacher_option_and_configs_split_in_two(
     (spec,) = cfg.objectives
     assert spec.options["teacher"] == TEACHER_STAGE
     teacher = teacher_config(cfg)
-    # the teacher: the config's own components and seed, its own, never the learner
+    # the teacher: the config's seed and settings, its own components only; the config's
+    # components (the learner, core.l2sp) are the student's
     assert [s["name"] for s in teacher["objectives"]] == ["core.label_smoothing"]
-    assert [s["name"] for s in teacher["regularize"]] == ["core.l2sp"]
+    assert teacher["regularize"] == []
     assert teacher["train"]["seed"] == 3 and "teacher" not in teacher
     assert "unlabelled" not in teacher["data"] and teacher["name"] == "tiny-teacher"
     augreg.config.validate(teacher)  # both halves are configs of their own
     student = student_config(cfg, "/runs/x/teacher")
     assert student["objectives"][0]["teacher"] == "/runs/x/teacher" and "teacher" not in student
+    assert [s["name"] for s in student["regularize"]] == ["core.l2sp"]
     assert augreg.config.validate(student).data.unlabelled == "train:rest"
 
 
@@ -340,3 +342,30 @@ def test_the_distilled_example_config_validates() -> None:
     teacher = augreg.config.validate(teacher_config(cfg))
     assert [m.name for m in teacher.soup] == ["small_data_fgm", "negation"]
     assert teacher.data.unlabelled is None
+
+
+def test_the_noisy_student_recipe_puts_its_noise_on_the_student_only(
+    tiny_pipeline: Callable[..., augreg.Pipeline],
+) -> None:
+    """small_data_noisy_student: FGM trains the student only; its teacher is small_data_
+    distilled's, so a bench with both trains one teacher per seed."""
+    from augreg.bench.spec import teacher_hash
+
+    host = default_host()
+    if host.find("adversarial.fgm") is None or host.find("counterfactual.negation") is None:
+        pytest.skip("augreg-adversarial and augreg-counterfactual are not installed")
+    def raw(recipe: str) -> dict[str, Any]:
+        out = _raw(tiny_pipeline, recipe=recipe)
+        for unstated in ("augmentation", "keep_original"):  # the soup's recipes set them
+            out["data"].pop(unstated, None)
+        return out
+
+    noisy = augreg.config.validate(raw("small_data_noisy_student"))
+    plain = augreg.config.validate(raw("small_data_distilled"))
+    assert [s.name for s in noisy.objectives] == [DISTIL]
+    assert [s.name for s in noisy.regularize] == ["adversarial.fgm"]
+    assert noisy.data.unlabelled_ratio == 2
+    teacher = augreg.config.validate(teacher_config(noisy))
+    assert teacher.regularize == [] and teacher.objectives == []
+    assert [m.name for m in teacher.soup] == ["small_data_fgm", "negation"]
+    assert teacher_hash(noisy) == teacher_hash(plain) is not None

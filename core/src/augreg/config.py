@@ -313,8 +313,10 @@ TEACHER_STAGE = "@teacher"
 
 
 class TeacherConfig(_ModelAdds):
-    """A teacher stage: a model trained first, on this config, that the components with a
-    ``teacher_option`` (``objectives.distillation``) learn from. See :func:`teacher_config`.
+    """A teacher stage: a model trained first, on this config's model, data and training
+    settings with its own components only (the config's are the student's), that the
+    components with a ``teacher_option`` (``objectives.distillation``) learn from. See
+    :func:`teacher_config`.
     Its ``recipe`` is resolved when the config is validated: what the recipe adds becomes
     ``components``, ``settings`` and ``soup``, and ``label`` keeps its name."""
 
@@ -1291,9 +1293,11 @@ def _teacher_option(name: str, host: PluginHost) -> str | None:
 
 def teacher_config(cfg: PipelineConfig, host: PluginHost | None = None) -> dict[str, Any]:
     """The raw config the teacher stage trains: the config's model, task, data and training
-    settings and seed, its components except those that learn from the teacher, plus what
-    the stage adds (its components, the settings and soup its resolved recipe gives); without
-    ``data.unlabelled`` (the student's) and without the stage. Named ``<name>-teacher``."""
+    settings and seed, with what the stage adds (its components, the settings and soup its
+    resolved recipe gives) as its only components: the config's own components are the
+    student's (a recipe's FGM on the student is noise on the student, not on its teacher);
+    without ``data.unlabelled`` (the student's) and without the stage. Named
+    ``<name>-teacher``."""
     from augreg.host import default_host
 
     host = host or default_host()
@@ -1301,7 +1305,7 @@ def teacher_config(cfg: PipelineConfig, host: PluginHost | None = None) -> dict[
     raw = cfg.to_dict()
     raw.pop("teacher", None)
     for section in SECTIONS:
-        raw[section] = [s for s in raw[section] if not _teacher_option(s["name"], host)]
+        raw[section] = []
     _add_to_config(raw, cfg.teacher, host)
     if cfg.teacher.soup:
         raw["soup"] = [m.model_dump(mode="json") for m in cfg.teacher.soup]
