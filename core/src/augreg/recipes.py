@@ -423,7 +423,7 @@ register(
         "data.train_size). Screened on seeds 1 to 3 (MiniLM, 500 labelled SST-2 examples and "
         "the other 6,420 unlabelled) against the small_data_distilled students of the same "
         "teachers: accuracy +0.11 on SST-2 test and -0.04 on CR, ROC AUC +0.28 and +0.17 "
-        "(higher on both sets for all 3 seeds); against plain fine-tuning +1.35 and -0.49. "
+        "(higher on both sets for all 3 seeds); against plain fine-tuning +1.35 and -0.50. "
         "Measured in benchmarks/generalization/sst2_500_noisy_student.toml (fresh seeds 31 to "
         "40, written before its runs). "
         "Cost: the soup's training (about 3.5x plain fine-tuning) plus the student's (about "
