@@ -13,6 +13,7 @@ from augreg.errors import AugregError, DataError
 from augreg.tasks import (
     SequenceClassification,
     TokenClassification,
+    class_rate_gap,
     entity_prf,
     get_task,
     load_pretrained,
@@ -334,6 +335,20 @@ def test_sequence_metrics_report_roc_auc_hand_worked() -> None:
     assert (m["accuracy"], m["roc_auc"]) == (0.5, 1.0)
     # one tie between a positive and a negative counts one half: (3 + 0.5) / 4
     assert roc_auc([0, 0, 1, 1], [[0, 1], [0, 3], [0, 3], [0, 5]]) == pytest.approx(3.5 / 4)
+
+
+def test_class_rate_gap_is_the_distance_between_class_balances() -> None:
+    # the shifted model above: all four predicted positive, half are -> gap 0.5, AUC 1
+    logits = np.array([[2.0, 0.0], [0.1, 0.9], [0.0, 1.0], [-1.0, 1.0]]) + np.array([0.0, 3.0])
+    m = seq_task().compute_metrics((logits, np.array([0, 0, 1, 1])))
+    assert (m["class_rate_gap"], m["roc_auc"]) == (0.5, 1.0)
+    # balance right, examples wrong: gap 0 with accuracy 0
+    assert class_rate_gap([0, 1, 0, 1], [1, 0, 1, 0]) == 0.0
+    # three classes: shares (0.5, 0.25, 0.25) predicted as (0.25, 0.25, 0.5) -> 0.25
+    assert class_rate_gap([0, 0, 1, 2], [0, 2, 1, 2]) == pytest.approx(0.25)
+    # a class predicted but absent from the labels counts too; empty input is 0
+    assert class_rate_gap([0, 0], [0, 3]) == pytest.approx(0.5)
+    assert class_rate_gap([], []) == 0.0
 
 
 def test_roc_auc_matches_pairwise_counting() -> None:

@@ -354,6 +354,7 @@ def test_the_noisy_student_recipe_puts_its_noise_on_the_student_only(
     host = default_host()
     if host.find("adversarial.fgm") is None or host.find("counterfactual.negation") is None:
         pytest.skip("augreg-adversarial and augreg-counterfactual are not installed")
+
     def raw(recipe: str) -> dict[str, Any]:
         out = _raw(tiny_pipeline, recipe=recipe)
         for unstated in ("augmentation", "keep_original"):  # the soup's recipes set them

@@ -41,6 +41,7 @@ __all__ = [
     "SequenceClassification",
     "Task",
     "TokenClassification",
+    "class_rate_gap",
     "entity_prf",
     "get_task",
     "load_pretrained",
@@ -435,7 +436,8 @@ class Task:
 
 
 class SequenceClassification(Task):
-    """One label per text. Metrics: ``accuracy``, ``macro_f1`` and ``roc_auc``."""
+    """One label per text. Metrics: ``accuracy``, ``macro_f1``, ``roc_auc`` and
+    ``class_rate_gap``."""
 
     type: ClassVar[str] = "sequence_classification"
     default_metric: ClassVar[str] = "accuracy"
@@ -499,13 +501,16 @@ class SequenceClassification(Task):
         return [self.labels[int(i)] for i in preds]
 
     def compute_metrics(self, eval_pred: Any) -> dict[str, float]:
-        """Accuracy, macro F1 (over classes present in the labels or the predictions) and
-        ROC AUC (:func:`roc_auc`; left out when the labels hold a single class).
+        """Accuracy, macro F1 (over classes present in the labels or the predictions), ROC
+        AUC (:func:`roc_auc`; left out when the labels hold a single class) and the class
+        rate gap (:func:`class_rate_gap`).
 
         Accuracy and F1 depend on the decision threshold (the arg-max); ROC AUC does not. On
         an out-of-domain set whose class balance differs from training, the two can disagree:
         a component that only shifts the model's bias toward the set's majority class gains
-        accuracy without ranking the examples any better.
+        accuracy without ranking the examples any better. The class rate gap says how far
+        the predictions' class balance is from the set's: the part of an accuracy change
+        that comes from the threshold shows there.
 
         Written with numpy rather than scikit-learn to keep the core's dependencies small.
         """
@@ -516,6 +521,7 @@ class SequenceClassification(Task):
         auc = roc_auc(gold, logits.reshape(gold.size, -1))
         if auc is not None:
             out["roc_auc"] = auc
+        out["class_rate_gap"] = class_rate_gap(gold, preds)
         return out
 
 
@@ -543,6 +549,29 @@ def macro_f1(gold: Sequence[int] | np.ndarray[Any, Any], pred: Any) -> float:
         fn = float(np.sum((g == c) & (p != c)))
         scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
     return float(np.mean(scores))
+
+
+def class_rate_gap(gold: Sequence[int] | np.ndarray[Any, Any], pred: Any) -> float:
+    """How far the predicted class balance is from the true one: the total variation
+    distance between the two class distributions, half the summed absolute differences of
+    each class's share (0 when every class is predicted as often as it occurs, 1 at most;
+    0.0 for empty input). With two classes, the gap between the predicted and the true
+    share of positives.
+
+    A model can rank a set well (high ROC AUC) and still lose accuracy by predicting one
+    class too often, as on an out-of-domain set whose balance differs from training; this
+    metric shows it. Lower is better; it does not say which examples are right.
+
+    Example:
+        >>> class_rate_gap([0, 0, 1, 1], [0, 1, 1, 1])
+        0.25
+    """
+    g, p = np.asarray(gold).reshape(-1), np.asarray(pred).reshape(-1)
+    if not g.size:
+        return 0.0
+    classes = np.union1d(g, p)
+    gap = sum(abs(float(np.mean(p == c)) - float(np.mean(g == c))) for c in classes)
+    return 0.5 * gap
 
 
 def roc_auc(gold: Sequence[int] | np.ndarray[Any, Any], logits: Any) -> float | None:
