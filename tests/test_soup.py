@@ -59,6 +59,31 @@ def test_soup_is_the_weighted_average_and_is_evaluated_like_a_run(
     assert all(torch.equal(v, _params(a)[k]) for k, v in pa.items())
 
 
+def test_a_soup_of_a_student_and_its_teacher_is_a_valid_run(
+    tiny_pipeline: Callable[..., augreg.Pipeline], tmp_path: Path
+) -> None:
+    """A student distilled on unlabelled text, souped with its teacher: the soup's config
+    keeps neither the unlabelled data nor a teacher stage (only the training used them), so
+    it validates, and the soup is evaluated and loaded again like any run."""
+    from augreg.host import default_host
+
+    if default_host().find("objectives.distillation") is None:
+        pytest.skip("augreg-objectives (objectives.distillation) is not installed")
+    teacher = _run(tiny_pipeline)
+    raw = tiny_pipeline().config.to_dict()
+    raw["data"] = {**raw["data"], "train_size": 12, "unlabelled": "train:rest"}
+    raw["objectives"] = [
+        {"name": "objectives.distillation", "teacher": str(teacher), "unlabeled": True}
+    ]
+    raw["train"] = {**raw["train"], "seed": 3}
+    student = augreg.Pipeline.from_validated(augreg.config.validate(raw)).run().run_dir
+    soup = augreg.soup_runs([student, teacher], tmp_path / "soup")
+    config = augreg.config.load_config(soup.run_dir / "config.yaml")
+    assert config.data.unlabelled is None and config.objectives == [] and config.teacher is None
+    again = augreg.evaluate_run(soup.run_dir, write=False)
+    assert again.metrics["ood"]["accuracy"] == pytest.approx(soup.metrics["ood"]["accuracy"])
+
+
 def test_equal_weights_by_default_and_a_soup_of_one_model_twice_is_that_model(
     tiny_pipeline: Callable[..., augreg.Pipeline], tmp_path: Path
 ) -> None:

@@ -55,6 +55,24 @@ SHARED = (("model", "name"), ("task",), ("inject",), ("adapters",))
 TRAINING_ONLY = ("augment", "objectives", "regularize")
 
 
+def soup_config(member: Mapping[str, Any]) -> dict[str, Any]:
+    """What a soup of runs writes as its config: the first member's, without what only
+    shaped the members' training: augmenters, objectives, regularizers (:data:`TRAINING_ONLY`),
+    the unlabelled data those read, and a teacher stage or soup of the member's own (the
+    averaged model is evaluated and loaded like a plain run's). Named ``<name>-soup``."""
+    config = dict(member)
+    for key in TRAINING_ONLY:
+        config[key] = []
+    for key in ("teacher", "soup", "recipe"):
+        config.pop(key, None)
+    if isinstance(config.get("data"), Mapping):
+        config["data"] = {
+            k: v for k, v in config["data"].items() if k not in ("unlabelled", "unlabelled_ratio")
+        }
+    config["name"] = f"{config.get('name', 'run')}-soup"
+    return config
+
+
 @dataclass
 class Soup:
     """What :func:`soup_runs` wrote.
@@ -130,10 +148,7 @@ def soup_runs(
 
     AutoTokenizer.from_pretrained(members[0] / "model").save_pretrained(out / "model")
     if config is None:
-        config = dict(configs[0])
-        for key in TRAINING_ONLY:
-            config[key] = []
-        config["name"] = f"{config.get('name', 'run')}-soup"
+        config = soup_config(configs[0])
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     record = {
         "members": [
