@@ -143,3 +143,63 @@ def test_cli_soup(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
     assert "augreg soup" in result.output and "ood" in result.output
     bad = runner.invoke(app, ["soup", str(a), "--out", str(tmp_path / "t")])
     assert bad.exit_code == 2 and "at least two" in bad.output
+
+
+def test_greedy_soup_adds_runs_best_first_while_the_held_out_score_holds(
+    tiny_pipeline: Callable[..., augreg.Pipeline],
+    sentiment_files: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    a = _run(tiny_pipeline)
+    b = _run(tiny_pipeline, objectives=[augreg.create("core.label_smoothing", epsilon=0.2)])
+    c = _run(tiny_pipeline, regularize=[augreg.create("core.rdrop", weight=1.0)])
+    held = {"dev": sentiment_files["ood"]}
+    soup = augreg.greedy_soup([a, b, c], tmp_path / "greedy", held_out=held)
+    choice = json.loads((soup.run_dir / "soup.json").read_text())["greedy"]
+    assert choice["set"] == "dev" and choice["metric"] == "accuracy"
+    steps = choice["steps"]
+    # every run tried once, best alone first, and the first is always kept
+    alone = {
+        str(r.resolve()): augreg.evaluate_run(r, held, write=False).metrics["dev"]["accuracy"]
+        for r in (a, b, c)
+    }
+    assert sorted(s["run"] for s in steps) == sorted(alone)
+    assert [s["alone"] for s in steps] == [alone[s["run"]] for s in steps]
+    assert steps[0]["alone"] == max(alone.values()) and steps[0]["kept"]
+    # a run is kept exactly when the soup with it scores no worse than the soup before it
+    best = steps[0]["soup"]
+    for step in steps[1:]:
+        assert step["kept"] == (step["soup"] >= best)
+        best = max(best, step["soup"]) if step["kept"] else best
+    kept = [s["run"] for s in steps if s["kept"]]
+    assert [str(m.resolve()) for m in soup.members] == kept
+    assert soup.weights == pytest.approx([1 / len(kept)] * len(kept))
+    # the written soup is the chosen one: its held-out score is the last kept step's
+    final = augreg.evaluate_run(soup.run_dir, held, write=False).metrics["dev"]["accuracy"]
+    assert final == pytest.approx(best)
+    assert set(soup.metrics) == {"test", "ood"}  # then measured on the members' own sets
+    # a lower-is-better metric is minimised
+    low = augreg.greedy_soup([a, b], tmp_path / "low", held_out=held, metric="loss")
+    low_steps = json.loads((low.run_dir / "soup.json").read_text())["greedy"]["steps"]
+    assert low_steps[0]["alone"] == min(s["alone"] for s in low_steps)
+    with pytest.raises(AugregError, match="no 'brier'"):
+        augreg.greedy_soup([a, b], tmp_path / "x", held_out=held, metric="brier")
+    with pytest.raises(AugregError, match="one held-out set"):
+        augreg.greedy_soup([a, b], tmp_path / "y", held_out={})
+
+
+def test_cli_greedy_soup(
+    two_runs: tuple[Path, Path], sentiment_files: dict[str, Path], tmp_path: Path
+) -> None:
+    a, b = two_runs
+    dev = f"dev={sentiment_files['ood']}"
+    ok = runner.invoke(app, ["soup", str(a), str(b), "--out", str(tmp_path / "g"), "--greedy", dev])
+    assert ok.exit_code == 0, ok.output
+    assert "kept" in ok.output and "accuracy on dev" in ok.output
+    for extra, message in (
+        (["--greedy", "dev"], "NAME=FILE"),
+        (["--greedy", dev, "--weight", "1", "--weight", "2"], "drop --weight"),
+        (["--metric", "loss"], "add --greedy"),
+    ):
+        bad = runner.invoke(app, ["soup", str(a), str(b), "--out", str(tmp_path / "h"), *extra])
+        assert bad.exit_code == 2 and message in bad.output, bad.output

@@ -66,6 +66,7 @@ _LAZY = {
     "evaluate_run": "augreg.evaluate",
     "Reevaluation": "augreg.evaluate",
     "soup_runs": "augreg.soup",
+    "greedy_soup": "augreg.soup",
     "Soup": "augreg.soup",
 }
 
@@ -75,7 +76,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from augreg.evaluate import Reevaluation, evaluate_run
     from augreg.model_io import load_model
     from augreg.pipeline import Pipeline, RunResult
-    from augreg.soup import Soup, soup_runs
+    from augreg.soup import Soup, greedy_soup, soup_runs
     from augreg.step import StepResult, compute_loss, training_step
     from augreg.trainer import AugregTrainer
 
@@ -144,6 +145,7 @@ __all__ = [
     "derive_rng",
     "derive_seed",
     "evaluate_run",
+    "greedy_soup",
     "hookimpl",
     "load_config",
     "load_model",

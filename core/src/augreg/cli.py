@@ -149,7 +149,9 @@ def evaluate(
 def soup(
     runs: Annotated[
         list[Path],
-        typer.Argument(help="Two or more run folders of one seed, with whole saved models."),
+        typer.Argument(
+            help="Run folders of one seed, with whole saved models (two or more without --greedy)."
+        ),
     ],
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="The soup's run folder (new or empty).")
@@ -167,23 +169,65 @@ def soup(
         typer.Option("--evaluate/--no-evaluate", help="Measure the soup on the runs' sets."),
     ] = True,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Evaluation batch size.")] = None,
+    greedy: Annotated[
+        str | None,
+        typer.Option(
+            help="NAME=FILE: a greedy soup (Wortsman et al. 2022), the runs added best first "
+            "while the average scores no worse on this held-out set (never the test set)."
+        ),
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(help="What --greedy compares (default accuracy; f1 for tagging)."),
+    ] = None,
 ) -> None:
     """Average finished runs' weights into a new run folder (a model soup, Wortsman et al.
     2022) and evaluate it on their sets; no training, one model's inference cost."""
-    from augreg.soup import soup_runs
+    from augreg.soup import greedy_soup, soup_runs
 
     try:
-        result = soup_runs(
-            runs,
-            out_dir,
-            weights=weight,
-            any_seed=any_seed,
-            evaluate=evaluate,
-            batch_size=batch_size,
-        )
+        if greedy is not None:
+            if weight:
+                raise AugregError(
+                    "augreg: soup: --greedy weighs the runs it keeps equally; drop --weight"
+                )
+            name, sep, file = greedy.partition("=")
+            if not sep or not name or not file:
+                raise AugregError(
+                    f"augreg: soup: --greedy takes NAME=FILE (validation=data/dev.jsonl), "
+                    f"got {greedy!r}"
+                )
+            result = greedy_soup(
+                runs,
+                out_dir,
+                held_out={name: file},
+                metric=metric,
+                any_seed=any_seed,
+                evaluate=evaluate,
+                batch_size=batch_size,
+            )
+        elif metric is not None:
+            raise AugregError("augreg: soup: --metric is what --greedy compares; add --greedy")
+        else:
+            result = soup_runs(
+                runs,
+                out_dir,
+                weights=weight,
+                any_seed=any_seed,
+                evaluate=evaluate,
+                batch_size=batch_size,
+            )
     except AugregError as exc:
         _fail(exc, 2)
         return
+    if greedy is not None:
+        choice = json.loads((result.run_dir / "soup.json").read_text(encoding="utf-8"))["greedy"]
+        for step in choice["steps"]:
+            out.print(
+                f"augreg soup: {'kept   ' if step['kept'] else 'dropped'} {step['run']}: "
+                f"{choice['metric']} on {choice['set']} {step['alone']:.4f} alone, "
+                f"{step['soup']:.4f} in the soup"
+            )
     parts = ", ".join(f"{m} ({w:.2f})" for m, w in zip(result.members, result.weights, strict=True))
     out.print(f"augreg soup: {result.run_dir} from {parts}")
     if result.metrics:

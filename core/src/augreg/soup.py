@@ -44,7 +44,7 @@ from typing import Any
 
 from augreg.errors import AugregError
 
-__all__ = ["Soup", "soup_runs", "summed_training"]
+__all__ = ["Soup", "greedy_soup", "soup_runs", "summed_training"]
 
 SOUP_FILE = "soup.json"
 #: What a soup writes in its folder: a folder holding any of them is refused, not overwritten.
@@ -53,6 +53,8 @@ OUTPUT_FILES = ("model", "config.yaml", "metrics.json", "metrics", SOUP_FILE)
 SHARED = (("model", "name"), ("task",), ("inject",), ("adapters",))
 #: Config entries a soup does not keep: they shaped the members' training.
 TRAINING_ONLY = ("augment", "objectives", "regularize")
+#: Metrics a greedy soup minimises (every other one it maximises).
+LOWER_IS_BETTER = frozenset({"loss", "class_rate_gap"})
 
 
 def soup_config(member: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,14 +133,33 @@ def soup_runs(
         raise AugregError("augreg: soup: a run folder is given twice; give each member once")
     norm = _weights(weights, len(members))
     out = Path(out)
+    _check_out(out)
+    configs = [_member_config(m, yaml) for m in members]
+    _check_compatible(members, configs, any_seed)
+    return _write_soup(members, norm, configs, out, config, evaluate, batch_size)
+
+
+def _check_out(out: Path) -> None:
     taken = [n for n in OUTPUT_FILES if (out / n).exists()] if out.is_dir() else []
     if out.exists() and (not out.is_dir() or taken):
         raise AugregError(
             f"augreg: soup: {out} holds {', '.join(taken) or 'a file'} already; give a new "
             "folder (nothing there is overwritten)"
         )
-    configs = [_member_config(m, yaml) for m in members]
-    _check_compatible(members, configs, any_seed)
+
+
+def _write_soup(
+    members: list[Path],
+    norm: list[float],
+    configs: list[dict[str, Any]],
+    out: Path,
+    config: Mapping[str, Any] | None,
+    evaluate: bool,
+    batch_size: int | None,
+    extra: Mapping[str, Any] | None = None,
+) -> Soup:
+    """Average checked members into ``out`` (model, config, soup.json), evaluate if asked."""
+    import yaml
 
     state, model = _average(members, norm)
     out.mkdir(parents=True, exist_ok=True)
@@ -162,6 +183,7 @@ def soup_runs(
         ],
         "paper": "Wortsman et al. 2022 (model soups); Ramé et al. 2022 (DiWA)",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **(extra or {}),
     }
     (out / SOUP_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     soup = Soup(out, members, norm)
@@ -170,6 +192,127 @@ def soup_runs(
 
         soup.metrics = evaluate_run(out, batch_size=batch_size).metrics
     return soup
+
+
+def greedy_soup(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    held_out: Mapping[str, str | Path],
+    metric: str | None = None,
+    any_seed: bool = False,
+    evaluate: bool = True,
+    batch_size: int | None = None,
+) -> Soup:
+    """A greedy soup (Wortsman et al. 2022, Recipe 1): the runs ranked by their score on a
+    held-out set, then each added to the soup, in that order, only if the uniform average
+    with it scores at least as well on that set as the soup without it. The first (best)
+    run is always in; a soup of one run is that run's model. Weights are equal among the
+    runs kept. ``soup.json`` keeps the choice (``greedy``: the set, the metric, each run's
+    score alone and the score of the soup with it, kept or not).
+
+    Choose on a held-out set of the domain you care about: on an in-domain validation set
+    the search keeps what helps in domain and may drop a member that helps elsewhere (a
+    counterfactual member that gains out of domain). Never choose on a test set.
+
+    Args:
+        runs: Run folders made by ``augreg run``, with whole saved models.
+        out: The soup's run folder (new, or without a model, config, metrics or soup.json).
+        held_out: One set, ``{name: file}``, the choice is made on (JSON Lines, CSV or TSV
+            as in ``data.eval``).
+        metric: What is compared (default: ``accuracy`` for sequence classification, ``f1``
+            for token classification); ``loss`` and ``class_rate_gap`` are minimised.
+        any_seed, evaluate, batch_size: As for :func:`soup_runs`; ``evaluate`` measures the
+            final soup on the first member's own sets.
+
+    Cost: one evaluation of each run on the held-out set, then for each other run one
+    average and one evaluation on that set; then :func:`soup_runs`' own.
+
+    Raises:
+        AugregError: as :func:`soup_runs`, a ``held_out`` that is not one set, or a metric
+            the evaluation does not report.
+    """
+    import shutil
+    import tempfile
+
+    import yaml
+
+    from augreg.evaluate import evaluate_run
+
+    members = [Path(r) for r in runs]
+    if not members:
+        raise AugregError("augreg: greedy soup: give at least one run folder")
+    if len({m.resolve() for m in members}) != len(members):
+        raise AugregError("augreg: soup: a run folder is given twice; give each member once")
+    if len(held_out) != 1:
+        raise AugregError(
+            "augreg: greedy soup: give one held-out set to choose on, {name: file}, got "
+            f"{len(held_out)}"
+        )
+    ((name, file),) = held_out.items()
+    out = Path(out)
+    _check_out(out)
+    configs = [_member_config(m, yaml) for m in members]
+    _check_compatible(members, configs, any_seed)
+    task_type = _get(configs[0], ("task", "type")) or "sequence_classification"
+    chosen_metric = metric or ("f1" if task_type == "token_classification" else "accuracy")
+    sets = {str(name): str(file)}
+
+    sign = -1.0 if chosen_metric in LOWER_IS_BETTER else 1.0
+
+    def score(run: Path) -> float:
+        """The run's figure on the held-out set, signed so that higher is better."""
+        figures = evaluate_run(run, sets, write=False, batch_size=batch_size).metrics[str(name)]
+        if chosen_metric not in figures:
+            raise AugregError(
+                f"augreg: greedy soup: the evaluation reports no {chosen_metric!r} on "
+                f"{name}; choose one of {', '.join(sorted(figures))}"
+            )
+        return sign * float(figures[chosen_metric])
+
+    alone = {m: score(m) for m in members}
+    ranked = sorted(members, key=lambda m: -alone[m])  # stable: ties keep the given order
+    kept, best = [ranked[0]], alone[ranked[0]]
+    tried: list[tuple[Path, float, bool]] = [(ranked[0], best, True)]  # run, soup score, kept
+    by_run = dict(zip(members, configs, strict=True))
+    scratch = Path(tempfile.mkdtemp(prefix="greedy-soup-"))
+    try:
+        for i, run in enumerate(ranked[1:]):
+            trial = [*kept, run]
+            folder = scratch / f"trial{i}"
+            _write_soup(
+                trial,
+                [1.0 / len(trial)] * len(trial),
+                [by_run[m] for m in trial],
+                folder,
+                None,
+                False,
+                batch_size,
+            )
+            got = score(folder)
+            tried.append((run, got, got >= best))
+            if got >= best:
+                kept, best = trial, got
+            shutil.rmtree(folder)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    steps = [  # the figures as the evaluation reports them
+        {"run": str(run.resolve()), "alone": sign * alone[run], "soup": sign * got, "kept": ok}
+        for run, got, ok in tried
+    ]
+    record = {
+        "greedy": {"set": str(name), "file": str(file), "metric": chosen_metric, "steps": steps}
+    }
+    return _write_soup(
+        kept,
+        [1.0 / len(kept)] * len(kept),
+        [by_run[m] for m in kept],
+        out,
+        None,
+        evaluate,
+        batch_size,
+        record,
+    )
 
 
 def summed_training(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
