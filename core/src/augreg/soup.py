@@ -275,20 +275,20 @@ def greedy_soup(
     kept, best = [ranked[0]], alone[ranked[0]]
     tried: list[tuple[Path, float, bool]] = [(ranked[0], best, True)]  # run, soup score, kept
     by_run = dict(zip(members, configs, strict=True))
+
+    def uniform(
+        chosen: list[Path], folder: Path, measure: bool, extra: Mapping[str, Any] | None = None
+    ) -> Soup:
+        weights = [1.0 / len(chosen)] * len(chosen)
+        configs = [by_run[m] for m in chosen]
+        return _write_soup(chosen, weights, configs, folder, None, measure, batch_size, extra)
+
     scratch = Path(tempfile.mkdtemp(prefix="greedy-soup-"))
     try:
         for i, run in enumerate(ranked[1:]):
             trial = [*kept, run]
             folder = scratch / f"trial{i}"
-            _write_soup(
-                trial,
-                [1.0 / len(trial)] * len(trial),
-                [by_run[m] for m in trial],
-                folder,
-                None,
-                False,
-                batch_size,
-            )
+            uniform(trial, folder, False)
             got = score(folder)
             tried.append((run, got, got >= best))
             if got >= best:
@@ -303,16 +303,7 @@ def greedy_soup(
     record = {
         "greedy": {"set": str(name), "file": str(file), "metric": chosen_metric, "steps": steps}
     }
-    return _write_soup(
-        kept,
-        [1.0 / len(kept)] * len(kept),
-        [by_run[m] for m in kept],
-        out,
-        None,
-        evaluate,
-        batch_size,
-        record,
-    )
+    return uniform(kept, out, evaluate, record)
 
 
 def summed_training(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
