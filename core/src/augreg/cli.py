@@ -10,6 +10,7 @@ installed plugin distribution).
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -308,6 +309,99 @@ def plugins(
     out.print(table)
     for failure in host.failures:
         err.print(f"[yellow]warning:[/yellow] {failure.render()}")
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of a description (not cut at "et al." or "e.g.")."""
+    match = re.search(r"(?<!\bal)(?<!\be\.g)(?<!\bi\.e)\.(\s|$)", text)
+    return text[: match.start() + 1] if match else text
+
+
+@app.command()
+def recipes(
+    name: Annotated[
+        str | None, typer.Argument(help="One recipe: its description, needs and config.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the named recipes: what each trains, what it needs installed, what it is for."""
+    from augreg import recipes as registry
+    from augreg.host import KNOWN_DISTRIBUTIONS, default_host
+
+    host = default_host()
+    if name is not None:
+        try:
+            chosen = [registry.get(name)]
+        except registry.UnknownRecipeError as exc:
+            _fail(exc, 2)
+            return
+    else:
+        chosen = [registry.get(n) for n in registry.names()]
+
+    def trains(r: registry.Recipe) -> str:
+        parts = [n for n, _ in r.components]
+        if r.soup:
+            members = [f"{m.weight:g} {m.name}" for m in r.soup]
+            parts.insert(0, f"soup({' + '.join(members)})")
+        if r.teacher is not None:
+            taught = r.teacher.recipe or ", ".join(n for n, _ in r.teacher.components)
+            parts.insert(0, f"teacher({taught})")
+        return ", ".join(parts)
+
+    def missing(r: registry.Recipe) -> list[str]:
+        out = []
+        for c in registry.needed_components(r):
+            if host.find(c) is None:
+                prefix = c.split(".", 1)[0]
+                dist = KNOWN_DISTRIBUTIONS.get(prefix)
+                out.append(
+                    f"{c} (pip install {dist})" if dist else f"{c} (a plugin providing {prefix}.*)"
+                )
+        return out
+
+    if as_json:
+        data = [
+            {
+                "name": r.name,
+                "trains": trains(r),
+                "needs": registry.needed_components(r),
+                "missing": missing(r),
+                "settings": {k: dict(v) for k, v in r.settings.items()},
+                "description": r.description,
+            }
+            for r in chosen
+        ]
+        out.print_json(json.dumps(data))
+        return
+    if name is None:
+        table = Table(title="augreg recipes (augreg recipes NAME for one)")
+        for col in ("name", "trains", "installed"):
+            table.add_column(col)
+        table.add_column("what it is for")
+        for r in chosen:
+            lack = missing(r)
+            table.add_row(
+                r.name,
+                trains(r),
+                "yes" if not lack else "no: " + "; ".join(lack),
+                _first_sentence(r.description),
+            )
+        out.print(table)
+        return
+    (r,) = chosen
+    lack = missing(r)
+    out.print(f"[bold]{r.name}[/bold]: {trains(r)}\n")
+    out.print(r.description + "\n")
+    out.print(f"needs: {', '.join(registry.needed_components(r))}")
+    out.print("installed: yes" if not lack else "missing: " + "; ".join(lack))
+    for section, values in r.settings.items():
+        shown = ", ".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
+        out.print(f"sets [{section}] {shown} (unless the config states them)", markup=False)
+    out.print(
+        f'\nuse it: recipe = "{r.name}" at the top of a config, or '
+        f'augreg.Pipeline(..., recipe="{r.name}") in code',
+        markup=False,
+    )
 
 
 @app.command()

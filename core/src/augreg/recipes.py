@@ -66,6 +66,19 @@ Registered recipes:
     training plus the student's (about 3x plain fine-tuning: three times the examples per
     step and a teacher forward), one model at inference.
 
+``small_data_noisy_student``
+    ``small_data_distilled`` with noise on the student (Xie et al. 2020): the same teacher
+    stage, and the student trains with ``adversarial.fgm`` besides the distillation (the
+    teacher trains with its own components only). Screened on seeds 1 to 3 against the
+    distilled students of the same teachers: accuracy +0.11 on SST-2 test and -0.04 on CR,
+    ROC AUC +0.28 and +0.17 (higher on both sets for every seed). Measured in
+    ``benchmarks/generalization/sst2_500_noisy_student.toml`` (fresh seeds 31 to 40, written
+    before its runs). Cost: the soup's training plus a student step about twice the
+    distilled one's (FGM's extra forward and backward), one model at inference.
+
+``augreg recipes`` lists the registered recipes, what each trains and whether the installed
+plugins provide it (``augreg recipes NAME`` for one, with its config).
+
 A soup recipe (``soup=(SoupMember(...), ...)``) names members instead of components: used as
 ``recipe = "<name>"``, it sets the config's ``soup``, and ``augreg run`` trains each member
 (the config's components plus the member's, the run's seed) and averages them; see
@@ -95,6 +108,7 @@ __all__ = [
     "UnknownRecipeError",
     "get",
     "names",
+    "needed_components",
     "register",
     "unknown_message",
 ]
@@ -286,6 +300,31 @@ def register(recipe: Recipe, *, replace: bool = False) -> Recipe:
         )
     _RECIPES[recipe.name] = recipe
     return recipe
+
+
+def needed_components(recipe: Recipe) -> list[str]:
+    """Every component a recipe trains with, its soup members' and teacher's recipes
+    included, in order, each once: what must be installed to use it."""
+    found: list[str] = []
+    seen: set[str] = set()
+
+    def visit(r: Recipe) -> None:
+        if r.name in seen:
+            return
+        seen.add(r.name)
+        parts: list[tuple[str | None, tuple[tuple[str, Any], ...]]] = [(None, r.components)]
+        parts += [(m.recipe, m.components) for m in r.soup]
+        if r.teacher is not None:
+            parts.append((r.teacher.recipe, r.teacher.components))
+        for inner, components in parts:
+            if inner is not None and inner in _RECIPES:
+                visit(_RECIPES[inner])
+            for name, _ in components:
+                if name not in found:
+                    found.append(name)
+
+    visit(recipe)
+    return found
 
 
 def names() -> list[str]:
