@@ -166,6 +166,17 @@ def test_teacher_stage_run_trains_the_teacher_then_the_student_from_it(
         pipe.run(teacher_run=run / "student_missing")
     with pytest.raises(ConfigError, match="no teacher stage"):
         tiny_pipeline().run(teacher_run=teacher)
+    # the command line takes it too, and names the problem
+    from augreg.cli import app
+
+    config = run / "config.yaml"
+    seeded = ["run", str(config), "--output", str(run.parent), "--seed", "7"]
+    bad = CliRunner().invoke(app, [*seeded, "--teacher-run", str(teacher)])
+    assert bad.exit_code == 2 and "seed 7" in bad.output
+    ok = CliRunner().invoke(
+        app, ["run", str(config), "--output", str(run.parent), "--teacher-run", str(teacher)]
+    )
+    assert ok.exit_code == 0, ok.output
 
 
 def test_validate_names_the_teacher_stage(

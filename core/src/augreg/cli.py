@@ -62,6 +62,13 @@ def run(
         list[str] | None,
         typer.Option("--set", help="Override a config value: --set train.epochs=3 (repeatable)."),
     ] = None,
+    teacher_run: Annotated[
+        Path | None,
+        typer.Option(
+            help="For a config with a teacher stage: a finished run of the teacher (its "
+            "config and seed, model saved) to learn from instead of training it again."
+        ),
+    ] = None,
 ) -> None:
     """Train and evaluate a pipeline; write a run folder (config, metrics, weights, lock)."""
     from augreg.pipeline import Pipeline
@@ -71,7 +78,7 @@ def run(
         overrides["train.seed"] = seed
     try:
         pipe = Pipeline.from_config(config, overrides=overrides)
-        result = pipe.run(output_dir=output)
+        result = pipe.run(output_dir=output, teacher_run=teacher_run)
     except AugregError as exc:
         _fail(exc, 2)
         return
