@@ -284,6 +284,12 @@ def test_a_soup_teacher_is_resolved_against_the_config_and_benched(
     student = next(j for j in jobs if j.config_hash == variant.hash and j.seed == 1)
     assert student.needs == [taught[0].key]
     assert jobs.index(taught[0]) < jobs.index(student)
+    # one student chosen (--variant): its teacher comes along, named by its students
+    only = plan_jobs(plan, ["distilled"])
+    assert next(j.variants for j in only if j.config_hash == variant.teacher_hash) == (
+        "teacher of distilled",
+        "teacher of distilled_hot",
+    )
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(spec))
     from augreg.cli import app

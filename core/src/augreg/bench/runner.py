@@ -153,10 +153,11 @@ def plan_jobs(plan: BenchPlan, only: Sequence[str] | None = None) -> list[RunJob
     jobs = []
     for h, seed, names in plan.runs(only):
         v = by_hash.get(h)
-        if v is None:  # a teacher no variant trains on its own: a run of the bench all the same
-            students = [s.name for s in plan.variants if s.teacher_hash == h]
+        if not names:  # a teacher no chosen variant trains on its own: named by its students
+            names = [f"teacher of {s.name}" for s in plan.variants if s.teacher_hash == h]
+        if v is None:  # ... and no variant at all: a run of the bench all the same
             config = _job_config(copy.deepcopy(teachers[h]), save_model=True)
-            jobs.append(RunJob(h, seed, tuple(f"teacher of {n}" for n in students), config, folder))
+            jobs.append(RunJob(h, seed, tuple(names), config, folder))
         elif v.is_soup:
             configs = tuple(
                 _job_config(by_hash[m].config.to_dict(), save_model=True) for m in v.soup_hashes
