@@ -407,13 +407,7 @@ class Pipeline:
         from augreg.trainer import AugregTrainer, EpochCallback, training_arguments
 
         cfg = self.config
-        if cfg.tasks:
-            return self._run_multitask(output_dir, callbacks)
-        if cfg.soup:
-            return self._run_soup(output_dir, callbacks)
-        if cfg.teacher is not None:
-            return self._run_with_teacher(output_dir, callbacks, teacher_run)
-        if teacher_run is not None:
+        if teacher_run is not None and cfg.teacher is None:
             raise ConfigError(
                 f"pipeline {cfg.name!r}",
                 [
@@ -425,6 +419,12 @@ class Pipeline:
                     )
                 ],
             )
+        if cfg.tasks:
+            return self._run_multitask(output_dir, callbacks)
+        if cfg.soup:
+            return self._run_soup(output_dir, callbacks)
+        if cfg.teacher is not None:
+            return self._run_with_teacher(output_dir, callbacks, teacher_run)
         run_dir, main = self._start_run(output_dir)
         t0 = time.perf_counter()
         bundle = self.load_data()
