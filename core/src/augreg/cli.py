@@ -333,7 +333,7 @@ def recipes(
 ) -> None:
     """List the named recipes: what each trains, what it needs installed, what it is for."""
     from augreg import recipes as registry
-    from augreg.host import KNOWN_DISTRIBUTIONS, default_host
+    from augreg.host import default_host, install_hint
 
     host = default_host()
     if name is not None:
@@ -356,15 +356,8 @@ def recipes(
         return ", ".join(parts)
 
     def missing(r: registry.Recipe) -> list[str]:
-        out = []
-        for c in registry.needed_components(r):
-            if host.find(c) is None:
-                prefix = c.split(".", 1)[0]
-                dist = KNOWN_DISTRIBUTIONS.get(prefix)
-                out.append(
-                    f"{c} (pip install {dist})" if dist else f"{c} (a plugin providing {prefix}.*)"
-                )
-        return out
+        needed = registry.needed_components(r)
+        return [f"{c} ({install_hint(c)})" for c in needed if host.find(c) is None]
 
     if as_json:
         data = [

@@ -42,7 +42,17 @@ KNOWN_DISTRIBUTIONS: dict[str, str] = {
     "adapters": "augreg-adapters",
     "objectives": "augreg-objectives",
     "consistency": "augreg-consistency",
+    "counterfactual": "augreg-counterfactual",
 }
+
+
+def install_hint(name: str) -> str:
+    """What to install for a component name no loaded plugin provides: ``pip install
+    <distribution>`` for the project's plugins, else ``a plugin providing <prefix>.*``."""
+    prefix = name.split(".", 1)[0]
+    dist = KNOWN_DISTRIBUTIONS.get(prefix)
+    return f"pip install {dist}" if dist else f"a plugin providing {prefix}.*"
+
 
 BUILTIN_MODULE = "augreg.builtins.hooks"
 

@@ -80,7 +80,7 @@ from augreg.config import (
     validate,
 )
 from augreg.errors import ConfigError, Problem
-from augreg.host import KNOWN_DISTRIBUTIONS, PluginHost, default_host
+from augreg.host import PluginHost, default_host, install_hint
 from augreg.options import describe_validation_error
 from augreg.pipeline import DATA_SOURCES, absolute_config, absolute_source
 
@@ -461,11 +461,9 @@ def _prefix(problems: Sequence[Problem], where: str) -> list[Problem]:
 
 def _missing_plugin(name: str, host: PluginHost) -> str | None:
     """What to install when ``name`` belongs to a plugin that is not loaded, else None."""
-    prefix = name.split(".", 1)[0]
-    if host.find(name) is not None or prefix in host.plugins:
+    if host.find(name) is not None or name.split(".", 1)[0] in host.plugins:
         return None
-    dist = KNOWN_DISTRIBUTIONS.get(prefix, f"the plugin that provides {prefix}.*")
-    return f"{name} is not installed (pip install {dist})"
+    return f"{name} is not installed ({install_hint(name)})"
 
 
 def _names_in(raw: Mapping[str, Any]) -> list[str]:
