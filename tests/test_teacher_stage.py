@@ -331,7 +331,8 @@ def test_the_docs_teacher_stage_example_validates(
     if host.find("adversarial.fgm") is None or host.find("counterfactual.negation") is None:
         pytest.skip("augreg-adversarial and augreg-counterfactual are not installed")
     text = (Path(__file__).resolve().parents[1] / "docs" / "hooks.md").read_text()
-    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", text, flags=re.S) if "[teacher]" in b]
+    blocks = [b for b in re.findall(r"```toml\n(.*?)```", text, flags=re.S) if "[teacher]" in b]
+    block, nested = blocks
     raw = _raw(tiny_pipeline)
     for unstated in ("augmentation", "keep_original"):  # the member recipes fill them
         del raw["data"][unstated]
@@ -339,6 +340,13 @@ def test_the_docs_teacher_stage_example_validates(
     assert cfg.teacher is not None and cfg.teacher.label == "small_data_soup"
     assert [m.name for m in cfg.teacher.soup] == ["small_data_fgm", "negation"]
     assert cfg.objectives[0].options["teacher"] == TEACHER_STAGE
+    # the iterated form: the soup teaches a distilled student, which teaches this model
+    cfg = augreg.config.validate(
+        {**raw, **tomllib.loads(nested), "objectives": [_distil(unlabeled=True)]}
+    )
+    assert cfg.teacher is not None and cfg.teacher.teacher is not None
+    assert [m.name for m in cfg.teacher.teacher.soup] == ["small_data_fgm", "negation"]
+    assert augreg.config.validate(teacher_config(cfg)).data.unlabelled == "train:rest"
 
 
 def test_the_distilled_example_config_validates() -> None:
@@ -387,3 +395,169 @@ def test_the_noisy_student_recipe_puts_its_noise_on_the_student_only(
     assert teacher.regularize == [] and teacher.objectives == []
     assert [m.name for m in teacher.soup] == ["small_data_fgm", "negation"]
     assert teacher_hash(noisy) == teacher_hash(plain) is not None
+
+
+@pytest.fixture
+def iterated_recipe(distilled_recipe: str) -> Iterator[str]:
+    """Iterated self-training: the distilled recipe's student is the next student's teacher."""
+    recipe = Recipe(
+        "tiny_iterated_test",
+        "for tests",
+        ((DISTIL, {"unlabeled": True, "temperature": 3.0}),),
+        teacher=Teacher(recipe=distilled_recipe),
+    )
+    recipes.register(recipe, replace=True)
+    yield recipe.name
+    recipes._RECIPES.pop(recipe.name, None)
+
+
+def test_a_teacher_may_have_a_teacher_of_its_own(
+    tiny_pipeline: Callable[..., augreg.Pipeline], distilled_recipe: str, iterated_recipe: str
+) -> None:
+    """A teacher recipe with a teacher stage resolves into a nested stage; the teacher's
+    config is then a student itself (it keeps the unlabelled data it distils on), and its
+    hash is the hash of the same recipe used as a config's own, so a bench shares it."""
+    from augreg.bench.spec import config_hash, teacher_hash
+
+    cfg = augreg.config.validate(_raw(tiny_pipeline, recipe=iterated_recipe))
+    assert cfg.teacher is not None and cfg.teacher.label == distilled_recipe
+    assert [c["name"] for c in cfg.teacher.components] == [DISTIL]
+    inner = cfg.teacher.teacher
+    assert inner is not None and inner.teacher is None
+    assert [c["name"] for c in inner.components] == ["core.label_smoothing"]
+    assert cfg.teacher.settings == {"data": {"unlabelled_ratio": 2}}
+    teacher = teacher_config(cfg)
+    assert teacher["data"]["unlabelled"] == "train:rest" and "teacher" in teacher
+    taught = augreg.config.validate(teacher)
+    assert taught.objectives[0].options["teacher"] == TEACHER_STAGE
+    assert taught.data.unlabelled_ratio == 2 and taught.objectives[0].options["temperature"] == 2
+    grand = teacher_config(taught)
+    assert "unlabelled" not in grand["data"] and "teacher" not in grand
+    assert teacher_hash(cfg) == config_hash(
+        augreg.config.validate(_raw(tiny_pipeline, recipe=distilled_recipe))
+    )
+    # a resolved config validates to itself; the stated form (no recipe) resolves alike
+    assert config_hash(augreg.config.validate(cfg.to_dict())) == config_hash(cfg)
+    stated = _raw(
+        tiny_pipeline,
+        objectives=[_distil(unlabeled=True, temperature=3.0)],
+        teacher={
+            "components": [_distil(unlabeled=True)],
+            "settings": {"data": {"unlabelled_ratio": 2}},
+            "teacher": {"recipe": "core_regularizers"},
+        },
+    )
+    by_hand = augreg.config.validate(stated)
+    assert by_hand.teacher is not None and by_hand.teacher.teacher is not None
+    assert by_hand.teacher.teacher.label == "core_regularizers"
+    assert [c["name"] for c in by_hand.teacher.teacher.components] == [
+        s["name"] for s in recipes.get("core_regularizers").specs()
+    ]
+
+
+def test_a_chain_of_teachers_must_end(
+    tiny_pipeline: Callable[..., augreg.Pipeline], distilled_recipe: str
+) -> None:
+    looped = Recipe(
+        "tiny_loop_test", "", ((DISTIL, {"unlabeled": True}),), teacher=Teacher("tiny_loop_test")
+    )
+    recipes.register(looped, replace=True)
+    try:
+        with pytest.raises(ConfigError, match=r"'tiny_loop_test' is its own teacher \(") as err:
+            augreg.config.validate(_raw(tiny_pipeline, recipe="tiny_loop_test"))
+        assert "tiny_loop_test -> tiny_loop_test" in str(err.value)
+    finally:
+        recipes._RECIPES.pop(looped.name, None)
+    # a stated inner stage and a recipe with a teacher: one stage per teacher
+    with pytest.raises(ConfigError, match="has a teacher stage already"):
+        augreg.config.validate(
+            _raw(
+                tiny_pipeline,
+                objectives=[_distil(unlabeled=True)],
+                teacher={"recipe": distilled_recipe, "teacher": {"recipe": "core_regularizers"}},
+            )
+        )
+
+
+def test_an_iterated_teacher_stage_trains_each_teacher_in_turn(
+    tiny_pipeline: Callable[..., augreg.Pipeline], iterated_recipe: str
+) -> None:
+    result = augreg.Pipeline.from_validated(
+        augreg.config.validate(_raw(tiny_pipeline, recipe=iterated_recipe))
+    ).run()
+    run = result.run_dir
+    for folder in (run / "teacher", run / "teacher" / "teacher"):
+        assert (folder / "model" / "config.json").is_file(), folder
+    first = yaml.safe_load((run / "teacher" / "student.yaml").read_text())
+    assert first["objectives"][0]["teacher"] == str(run / "teacher" / "teacher")
+    student = yaml.safe_load((run / "student.yaml").read_text())
+    assert student["objectives"][0]["teacher"] == str(run / "teacher")
+    train = json.loads((run / "metrics.json").read_text())["train"]
+    middle = json.loads((run / "teacher" / "metrics.json").read_text())["train"]
+    grand = json.loads((run / "teacher" / "teacher" / "metrics.json").read_text())["train"]
+    assert (
+        train["steps"] == grand["steps"] + middle["student"]["steps"] + (train["student"]["steps"])
+    )
+    assert middle["steps"] == grand["steps"] + middle["student"]["steps"]
+
+
+def test_a_bench_shares_an_iterated_teacher_with_the_variant_it_is(
+    tiny_pipeline: Callable[..., augreg.Pipeline],
+    distilled_recipe: str,
+    iterated_recipe: str,
+    tmp_path: Path,
+) -> None:
+    """Variants "distilled" and "iterated" (taught by a "distilled" student): per seed the
+    first teacher trains once, the distilled run learns from it, and the iterated run from
+    the distilled run."""
+    from augreg.bench import load_records, load_spec, run_bench
+    from augreg.bench.runner import plan_jobs
+
+    raw = _raw(tiny_pipeline)
+    base = {**raw, "data": {k: v for k, v in raw["data"].items() if k != "unlabelled"}}
+    unlabelled = {"data": {"unlabelled": "train:rest"}}
+    spec = {
+        "name": "tiny_iterated_bench",
+        "base": base,
+        "seeds": 1,
+        "eval": {"ood": raw["data"]["eval"]["ood"]},
+        "variants": [
+            {"name": "distilled", "recipe": distilled_recipe, "replace": unlabelled},
+            {"name": "iterated", "recipe": iterated_recipe, "replace": unlabelled},
+        ],
+        "output_dir": str(tmp_path / "bench"),
+    }
+    plan = load_spec(spec)
+    distilled, iterated = plan.variant("distilled"), plan.variant("iterated")
+    assert iterated.teacher_hash == distilled.hash
+    assert distilled.teacher_hash is not None
+    jobs = {j.config_hash: j for j in plan_jobs(plan)}
+    assert jobs[iterated.hash].needs == [jobs[distilled.hash].key]
+    assert jobs[distilled.hash].needs == [jobs[distilled.teacher_hash].key]
+    assert jobs[distilled.hash].config["train"]["save_model"] is True
+    outcome = run_bench(plan, isolate=False)
+    assert not outcome.failed
+    records, _ = load_records(plan.folder)
+    record = records[f"{iterated.hash}-s1"]
+    assert record["teacher"]["run"] == records[f"{distilled.hash}-s1"]["run_dir"]
+    assert record["teacher"]["metrics"] == records[f"{distilled.hash}-s1"]["metrics"]
+    assert not (Path(record["run_dir"]) / "teacher").exists()
+    assert not (Path(records[f"{distilled.hash}-s1"]["run_dir"]) / "teacher").exists()
+    # its cost counts every model trained for it: both teachers and itself
+    first = records[f"{distilled.teacher_hash}-s1"]
+    assert record["steps"] > records[f"{distilled.hash}-s1"]["steps"] > first["steps"]
+
+
+def test_validate_names_each_teacher_of_an_iterated_stage(
+    tiny_pipeline: Callable[..., augreg.Pipeline], iterated_recipe: str, tmp_path: Path
+) -> None:
+    from augreg.cli import app
+
+    path = tmp_path / "iterated.yaml"
+    path.write_text(yaml.safe_dump(_raw(tiny_pipeline, recipe=iterated_recipe)))
+    out = CliRunner().invoke(app, ["validate", str(path)])
+    assert out.exit_code == 0, out.output
+    assert (
+        "a teacher trained first (tiny_distilled_test, itself taught by core.label_smoothing), "
+        "then this model from it"
+    ) in " ".join(out.output.split())

@@ -265,9 +265,13 @@ def validate(
             f"{m.name} (weight {m.weight:g}: {', '.join(c['name'] for c in m.components)})"
             for m in cfg.soup
         )
-    if cfg.teacher is not None:
-        tasks += f"; a teacher trained first ({teacher_label(cfg.teacher)}), then this model "
-        tasks += "from it"
+    stage = cfg.teacher
+    if stage is not None:
+        tasks += f"; a teacher trained first ({teacher_label(stage)}"
+        while stage.teacher is not None:  # iterated: each teacher a student of the next
+            stage = stage.teacher
+            tasks += f", itself taught by {teacher_label(stage)}"
+        tasks += "), then this model from it"
     out.print(
         f"augreg: {config} is valid ({len(comps)} component{'' if len(comps) == 1 else 's'}: "
         f"{', '.join(comps) or 'none'}{tasks})"

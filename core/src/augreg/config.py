@@ -318,7 +318,9 @@ class TeacherConfig(_ModelAdds):
     components with a ``teacher_option`` (``objectives.distillation``) learn from. See
     :func:`teacher_config`.
     Its ``recipe`` is resolved when the config is validated: what the recipe adds becomes
-    ``components``, ``settings`` and ``soup``, and ``label`` keeps its name."""
+    ``components``, ``settings`` and ``soup``, and ``label`` keeps its name. A stage may have
+    a teacher stage of its own (``teacher``, or a recipe that has one): the teacher is then
+    itself a student, trained after its teacher (iterated self-training, Xie et al. 2020)."""
 
     recipe: str | list[str] | None = Field(
         None, description="Recipe(s) the teacher trains with (a soup recipe too)."
@@ -328,6 +330,11 @@ class TeacherConfig(_ModelAdds):
         description="The teacher's soup, when its recipe is a soup recipe (resolved).",
     )
     label: str | None = Field(None, description="What the teacher is (its recipe's name).")
+    teacher: TeacherConfig | None = Field(
+        None,
+        description="The teacher's own teacher stage (iterated self-training: a student that "
+        "becomes the next teacher); resolved from its recipe when that has a teacher.",
+    )
 
     @model_validator(mode="after")
     def _trains_something(self) -> TeacherConfig:
@@ -1110,11 +1117,28 @@ def expand_recipes(
     ``stated`` names the options per section that count as set when ``data`` is a resolved
     config, where every option has a value (a bench variant of a base config file).
     """
+    return _expand_recipes(data, host, stated, ())
+
+
+def _expand_recipes(
+    data: dict[str, Any],
+    host: PluginHost,
+    stated: Mapping[str, Sequence[str]] | None,
+    chain: tuple[str, ...],
+) -> list[Problem]:
+    """:func:`expand_recipes`; ``chain`` names the teacher recipes being resolved around
+    this config (a recipe that is its own teacher, however deep, is refused)."""
     problems = _expand_named_recipes(data, host, stated)
     teacher = data.get("teacher")
-    if isinstance(teacher, Mapping) and teacher.get("recipe"):
-        problems.extend(_expand_teacher(data, host, stated))
+    if isinstance(teacher, Mapping) and _stage_has_recipe(teacher):
+        problems.extend(_expand_teacher(data, host, stated, chain))
     return problems
+
+
+def _stage_has_recipe(stage: Mapping[str, Any]) -> bool:
+    """A teacher stage, or a stage of its teacher's, names a recipe still to resolve."""
+    inner = stage.get("teacher")
+    return bool(stage.get("recipe")) or (isinstance(inner, Mapping) and _stage_has_recipe(inner))
 
 
 def _expand_named_recipes(
@@ -1168,29 +1192,47 @@ def _as_list(items: Any) -> list[Any]:
 
 
 def _expand_teacher(
-    data: dict[str, Any], host: PluginHost, stated: Mapping[str, Sequence[str]] | None
+    data: dict[str, Any],
+    host: PluginHost,
+    stated: Mapping[str, Sequence[str]] | None,
+    chain: tuple[str, ...] = (),
 ) -> list[Problem]:
     """Resolve a teacher stage's recipe against the config, as the config's own would be:
     expanded on a copy of the config, what it adds (components, the data and train settings
     it fills, a soup) becomes the stage's ``components``, ``settings`` and ``soup``, so the
     teacher's config needs no recipe of its own (and a setting the config leaves unset stays
-    free for the teacher's recipe to fill)."""
+    free for the teacher's recipe to fill). A teacher stage of the teacher's (its recipe's,
+    or one the stage states) is resolved the same way, against the same config, and kept as
+    the stage's ``teacher``."""
     import copy
 
     from augreg.recipes import SETTING_SECTIONS
 
     teacher = dict(data["teacher"])
-    names = teacher.pop("recipe")
+    names = teacher.pop("recipe", None)
+    inner = teacher.pop("teacher", None)
+    named = [] if not names else [names] if isinstance(names, str) else list(names)
+    looped = [n for n in named if isinstance(n, str) and n in chain]
+    if looped:
+        path = " -> ".join([*chain, looped[0]])
+        return [
+            Problem(
+                "teacher recipe",
+                f"{looped[0]!r} is its own teacher ({path}); a chain of teachers must end "
+                "in a teacher without one",
+            )
+        ]
     trial = copy.deepcopy({k: v for k, v in data.items() if k != "teacher"})
     trial.pop("soup", None)
-    trial["recipe"] = names
+    if names:
+        trial["recipe"] = names
+    if inner is not None:
+        trial["teacher"] = copy.deepcopy(inner)
     before = {section: len(_as_list(trial.get(section))) for section in SECTIONS}
-    found = _expand_named_recipes(trial, host, stated)
+    found = _expand_recipes(trial, host, stated, (*chain, *[str(n) for n in named]))
     problems = [
         Problem(f"teacher {p.where}", p.message, p.component, p.origin, p.hint) for p in found
     ]
-    if trial.get("teacher") is not None:
-        problems.append(Problem("teacher recipe", "has a teacher stage itself; use one stage"))
     if problems:
         return problems
     added = [
@@ -1204,13 +1246,17 @@ def _expand_teacher(
         filled = {k: v for k, v in (theirs or {}).items() if (mine or {}).get(k, missing) != v}
         if filled:
             settings[section] = filled
-    label = teacher.get("label") or (names if isinstance(names, str) else " + ".join(names))
+    label = teacher.get("label") or (" + ".join(str(n) for n in named) if named else None)
+    kept = teacher.get("settings") if isinstance(teacher.get("settings"), Mapping) else {}
+    for section, values in (kept or {}).items():
+        settings[section] = {**(values or {}), **settings.get(section, {})}
     data["teacher"] = {
         **teacher,
         "components": [*_as_list(teacher.get("components")), *added],
         "settings": settings,
-        "soup": trial.get("soup") or [],
+        "soup": trial.get("soup") or teacher.get("soup") or [],
         "label": label,
+        "teacher": trial.get("teacher"),
     }
     return problems
 
@@ -1303,17 +1349,33 @@ def teacher_config(cfg: PipelineConfig, host: PluginHost | None = None) -> dict[
     host = host or default_host()
     assert cfg.teacher is not None
     raw = cfg.to_dict()
-    raw.pop("teacher", None)
+    stage = raw.pop("teacher")
     for section in SECTIONS:
         raw[section] = []
     _add_to_config(raw, cfg.teacher, host)
     if cfg.teacher.soup:
         raw["soup"] = [m.model_dump(mode="json") for m in cfg.teacher.soup]
-    data = raw.get("data") or {}
-    data.pop("unlabelled", None)
-    data.pop("unlabelled_ratio", None)
+    if stage.get("teacher") is not None:
+        raw["teacher"] = stage["teacher"]
+    if not _reads_unlabelled(raw, host):
+        data = raw.get("data") or {}
+        data.pop("unlabelled", None)
+        data.pop("unlabelled_ratio", None)
     raw["name"] = f"{raw.get('name', 'augreg')}-teacher"
     return raw
+
+
+def _reads_unlabelled(raw: Mapping[str, Any], host: PluginHost) -> bool:
+    """Some component of a raw config (its sections, not its soup) trains on unlabelled
+    text: a teacher that is itself a distilled student keeps the config's unlabelled data."""
+    for section in SECTIONS:
+        for spec in _as_list(raw.get(section)):
+            spec = {"name": spec} if isinstance(spec, str) else spec
+            found = host.find(str(spec.get("name")))
+            options = {k: v for k, v in spec.items() if k != "name"}
+            if found is not None and _uses_unlabelled(found.cls, options):
+                return True
+    return False
 
 
 def teacher_label(teacher: TeacherConfig) -> str:
