@@ -1349,6 +1349,10 @@ def test_sigterm_to_the_bench_stops_its_run_processes(tmp_path: Path) -> None:
             "sst2_500_distilled",
             ("adversarial.fgm", "counterfactual.negation", "objectives.distillation"),
         ),
+        (
+            "sst2_500_noisy_student",
+            ("adversarial.fgm", "counterfactual.negation", "objectives.distillation"),
+        ),
     ],
 )
 def test_a_committed_summary_is_what_its_committed_records_give(
@@ -1381,3 +1385,10 @@ def test_a_committed_summary_is_what_its_committed_records_give(
         assert new["sets"] == old["sets"] and new["also"] == old["also"], new["name"]
         assert new.get("members") == old.get("members"), new["name"]  # soup members, teachers
     assert all(v["seeds"] == committed["seeds"] for v in got["variants"])
+
+
+def test_p_values_near_the_threshold_keep_their_side_of_it() -> None:
+    from augreg.bench.report import _p
+
+    assert (_p(0.0497), _p(0.0503), _p(0.05)) == ("0.0497", "0.0503", "0.0500")
+    assert (_p(0.0494), _p(0.012), _p(0.0004), _p(None)) == ("0.049", "0.012", "<0.001", "")

@@ -284,9 +284,13 @@ def _ci(low: float | None, high: float | None) -> str:
 
 
 def _p(p: float | None) -> str:
+    """A p-value to 3 decimals; to 4 when 3 would round it onto or across 0.05 (0.0497
+    and 0.0503 both read 0.050, on either side of the usual threshold)."""
     if p is None:
         return ""
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+    if p < 0.001:
+        return "<0.001"
+    return f"{p:.4f}" if 0.0495 <= p < 0.0505 else f"{p:.3f}"
 
 
 def _member_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
