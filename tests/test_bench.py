@@ -1392,3 +1392,30 @@ def test_p_values_near_the_threshold_keep_their_side_of_it() -> None:
 
     assert (_p(0.0497), _p(0.0503), _p(0.05)) == ("0.0497", "0.0503", "0.0500")
     assert (_p(0.0494), _p(0.012), _p(0.0004), _p(None)) == ("0.049", "0.012", "<0.001", "")
+
+
+def test_the_replication_spec_runs_the_confirmation_on_fresh_seeds() -> None:
+    """sst2_500_noisy_student_replicate.toml: the same plain, recipe and teacher configs as the
+    confirmation (so the two benches' records pool), on seeds no committed spec has used."""
+    if not (ROOT.parent / "shared" / "data").exists():
+        pytest.skip("../shared/data is not beside the checkout (run keys hash the data files)")
+    from augreg.host import default_host
+
+    host = default_host()
+    needs = ("adversarial.fgm", "counterfactual.negation", "objectives.distillation")
+    if any(host.find(name) is None for name in needs):
+        pytest.skip("the recipe's plugins are not installed")
+    folder = ROOT / "benchmarks" / "generalization"
+    replicate = load_spec(folder / "sst2_500_noisy_student_replicate.toml")
+    confirmed = load_spec(folder / "sst2_500_noisy_student.toml")
+    assert replicate.base.hash == confirmed.base.hash
+    mine = replicate.variant("small_data_noisy_student")
+    theirs = confirmed.variant("small_data_noisy_student")
+    assert (mine.hash, mine.teacher_hash) == (theirs.hash, theirs.teacher_hash)
+    used = {
+        seed
+        for spec in folder.glob("*.toml")
+        if spec.name != "sst2_500_noisy_student_replicate.toml"
+        for seed in load_spec(spec).seeds
+    }
+    assert replicate.seeds == list(range(41, 51)) and not used & set(replicate.seeds)
