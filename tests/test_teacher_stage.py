@@ -62,6 +62,33 @@ def _raw(tiny_pipeline: Callable[..., augreg.Pipeline], **extra: Any) -> dict[st
     return {**raw, **extra}
 
 
+def _student_bench(
+    raw: dict[str, Any],
+    name: str,
+    seeds: int,
+    folder: Path,
+    **variants: tuple[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """A bench spec on the tiny config (no unlabelled data in its base): each variant
+    ``name=(recipe, replace)`` uses the recipe and reads the rest of train unlabelled."""
+    base = {**raw, "data": {k: v for k, v in raw["data"].items() if k != "unlabelled"}}
+    return {
+        "name": name,
+        "base": base,
+        "seeds": seeds,
+        "eval": {"ood": raw["data"]["eval"]["ood"]},
+        "variants": [
+            {
+                "name": variant,
+                "recipe": recipe,
+                "replace": {"data": {"unlabelled": "train:rest"}, **replace},
+            }
+            for variant, (recipe, replace) in variants.items()
+        ],
+        "output_dir": str(folder),
+    }
+
+
 def test_a_teacher_stage_fills_the_teacher_option_and_configs_split_in_two(
     tiny_pipeline: Callable[..., augreg.Pipeline], distilled_recipe: str
 ) -> None:
@@ -247,26 +274,14 @@ def test_a_soup_teacher_is_resolved_against_the_config_and_benched(
     teacher = teacher_config(cfg)
     assert [m["name"] for m in teacher["soup"]] == ["smooth", "rdrop"]
 
-    base = {**raw, "data": {k: v for k, v in raw["data"].items() if k != "unlabelled"}}
-    spec = {
-        "name": "tiny_teacher_bench",
-        "base": base,
-        "seeds": 2,
-        "eval": {"ood": raw["data"]["eval"]["ood"]},
-        "variants": [
-            {
-                "name": "distilled",
-                "recipe": soup_teacher_recipe,
-                "replace": {"data": {"unlabelled": "train:rest"}},
-            },
-            {
-                "name": "distilled_hot",
-                "recipe": soup_teacher_recipe,
-                "replace": {"data": {"unlabelled": "train:rest"}, DISTIL: {"temperature": 4.0}},
-            },
-        ],
-        "output_dir": str(tmp_path / "bench"),
-    }
+    spec = _student_bench(
+        raw,
+        "tiny_teacher_bench",
+        2,
+        tmp_path / "bench",
+        distilled=(soup_teacher_recipe, {}),
+        distilled_hot=(soup_teacher_recipe, {DISTIL: {"temperature": 4.0}}),
+    )
     plan = load_spec(spec)
     variant = plan.variant("distilled")
     assert variant.components == ["teacher(tiny_soup_teacher_test)", DISTIL]
@@ -513,20 +528,14 @@ def test_a_bench_shares_an_iterated_teacher_with_the_variant_it_is(
     from augreg.bench import load_records, load_spec, run_bench
     from augreg.bench.runner import plan_jobs
 
-    raw = _raw(tiny_pipeline)
-    base = {**raw, "data": {k: v for k, v in raw["data"].items() if k != "unlabelled"}}
-    unlabelled = {"data": {"unlabelled": "train:rest"}}
-    spec = {
-        "name": "tiny_iterated_bench",
-        "base": base,
-        "seeds": 1,
-        "eval": {"ood": raw["data"]["eval"]["ood"]},
-        "variants": [
-            {"name": "distilled", "recipe": distilled_recipe, "replace": unlabelled},
-            {"name": "iterated", "recipe": iterated_recipe, "replace": unlabelled},
-        ],
-        "output_dir": str(tmp_path / "bench"),
-    }
+    spec = _student_bench(
+        _raw(tiny_pipeline),
+        "tiny_iterated_bench",
+        1,
+        tmp_path / "bench",
+        distilled=(distilled_recipe, {}),
+        iterated=(iterated_recipe, {}),
+    )
     plan = load_spec(spec)
     distilled, iterated = plan.variant("distilled"), plan.variant("iterated")
     assert iterated.teacher_hash == distilled.hash

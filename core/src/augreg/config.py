@@ -1357,7 +1357,7 @@ def teacher_config(cfg: PipelineConfig, host: PluginHost | None = None) -> dict[
         raw["soup"] = [m.model_dump(mode="json") for m in cfg.teacher.soup]
     if stage.get("teacher") is not None:
         raw["teacher"] = stage["teacher"]
-    if not _reads_unlabelled(raw, host):
+    if not _trains_on_unlabelled(cfg.teacher, host):
         data = raw.get("data") or {}
         data.pop("unlabelled", None)
         data.pop("unlabelled_ratio", None)
@@ -1365,16 +1365,14 @@ def teacher_config(cfg: PipelineConfig, host: PluginHost | None = None) -> dict[
     return raw
 
 
-def _reads_unlabelled(raw: Mapping[str, Any], host: PluginHost) -> bool:
-    """Some component of a raw config (its sections, not its soup) trains on unlabelled
-    text: a teacher that is itself a distilled student keeps the config's unlabelled data."""
-    for section in SECTIONS:
-        for spec in _as_list(raw.get(section)):
-            spec = {"name": spec} if isinstance(spec, str) else spec
-            found = host.find(str(spec.get("name")))
-            options = {k: v for k, v in spec.items() if k != "name"}
-            if found is not None and _uses_unlabelled(found.cls, options):
-                return True
+def _trains_on_unlabelled(adds: _ModelAdds, host: PluginHost) -> bool:
+    """One of the components a teacher (or soup member) adds trains on unlabelled text: a
+    teacher that is itself a distilled student keeps the config's unlabelled data."""
+    for spec in adds.components:
+        found = host.find(str(spec.get("name")))
+        options = {k: v for k, v in spec.items() if k != "name"}
+        if found is not None and _uses_unlabelled(found.cls, options):
+            return True
     return False
 
 
